@@ -1,0 +1,10 @@
+"""Reusable Keras layers of keras_vit, shared by every model family."""
+
+from keras_vit.layers.attention import MultiHeadSelfAttention
+from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.encoder_block import TransformerEncoderBlock
+from keras_vit.layers.mlp import MLP
+from keras_vit.layers.patch_embedding import PatchEmbedding
+from keras_vit.layers.position_embedding import PositionEmbedding
+from keras_vit.layers.preprocessing import ImageNormalization
+from keras_vit.layers.tokens import ClassToken

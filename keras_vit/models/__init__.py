@@ -1,0 +1,13 @@
+"""Model builders, one module per family."""
+
+from keras_vit.models.vit import (
+    VisionTransformer,
+    ViTB16,
+    ViTB32,
+    ViTH14,
+    ViTL16,
+    ViTL32,
+    ViTS16,
+    ViTS32,
+    ViTTi16,
+)

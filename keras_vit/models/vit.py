@@ -1,0 +1,245 @@
+"""Vision Transformer (Dosovitskiy et al., 2021), and DeiT's distilled variant.
+
+`VisionTransformer` takes every hyper-parameter; `ViTTi16` ... `ViTH14` are the
+canonical configurations. The layer names (`patch_embed`, `cls_token`,
+`pos_embed`, `block_{i}`, `norm`, `head`) are what the checkpoint converters in
+`keras_vit.weights.vit` fill.
+"""
+
+import keras
+import numpy as np
+
+from keras_vit import layers as vit_layers
+from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
+from keras_vit.weights.loader import load_weights, resolve_weights
+
+VIT_CONFIGS = {
+    "ViTTi16": dict(patch_size=16, hidden_dim=192, depth=12, num_heads=3, mlp_dim=768),
+    "ViTS16": dict(patch_size=16, hidden_dim=384, depth=12, num_heads=6, mlp_dim=1536),
+    "ViTS32": dict(patch_size=32, hidden_dim=384, depth=12, num_heads=6, mlp_dim=1536),
+    "ViTB16": dict(patch_size=16, hidden_dim=768, depth=12, num_heads=12, mlp_dim=3072),
+    "ViTB32": dict(patch_size=32, hidden_dim=768, depth=12, num_heads=12, mlp_dim=3072),
+    "ViTL16": dict(patch_size=16, hidden_dim=1024, depth=24, num_heads=16, mlp_dim=4096),
+    "ViTL32": dict(patch_size=32, hidden_dim=1024, depth=24, num_heads=16, mlp_dim=4096),
+    "ViTH14": dict(patch_size=14, hidden_dim=1280, depth=32, num_heads=16, mlp_dim=5120),
+}
+
+# What `weights="imagenet"` means for each builder, per input size.
+DEFAULT_WEIGHTS = {
+    ("ViTTi16", 224): "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
+    ("ViTTi16", 384): "vit_tiny_patch16_384.augreg_in21k_ft_in1k",
+    ("ViTS16", 224): "vit_small_patch16_224.augreg_in21k_ft_in1k",
+    ("ViTS16", 384): "vit_small_patch16_384.augreg_in21k_ft_in1k",
+    ("ViTS32", 224): "vit_small_patch32_224.augreg_in21k_ft_in1k",
+    ("ViTS32", 384): "vit_small_patch32_384.augreg_in21k_ft_in1k",
+    ("ViTB16", 224): "vit_base_patch16_224.augreg2_in21k_ft_in1k",
+    ("ViTB16", 384): "vit_base_patch16_384.augreg_in21k_ft_in1k",
+    ("ViTB32", 224): "vit_base_patch32_224.augreg_in21k_ft_in1k",
+    ("ViTB32", 384): "vit_base_patch32_384.augreg_in21k_ft_in1k",
+    ("ViTL16", 224): "vit_large_patch16_224.augreg_in21k_ft_in1k",
+    ("ViTL16", 384): "vit_large_patch16_384.augreg_in21k_ft_in1k",
+    ("ViTL32", 384): "vit_large_patch32_384.orig_in21k_ft_in1k",
+    ("ViTH14", 224): "vit_huge_patch14_224.orig_in21k",
+}
+
+
+def _image_size(image_size):
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    if len(image_size) != 2:
+        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}.")
+    return tuple(int(s) for s in image_size)
+
+
+def check_image_size(image_size, patch_size, model_name):
+    """Raises a clear error when the image is not a whole number of patches."""
+    height, width = image_size
+    for size, axis in ((height, "height"), (width, "width")):
+        if size % patch_size != 0 or size < patch_size:
+            fixed = max(patch_size, round(size / patch_size) * patch_size)
+            raise ValueError(
+                f"{model_name}: image {axis} {size} is not a multiple of the patch size "
+                f"{patch_size}. Use an input size that is (for example {fixed})."
+            )
+
+
+def VisionTransformer(
+    image_size=224,
+    patch_size=16,
+    hidden_dim=768,
+    depth=12,
+    num_heads=12,
+    mlp_dim=3072,
+    num_classes=1000,
+    include_top=True,
+    pooling="token",
+    distilled=False,
+    weights=None,
+    include_preprocessing=False,
+    preprocessing_mean=INCEPTION_MEAN,
+    preprocessing_std=INCEPTION_STD,
+    num_channels=3,
+    dropout=0.0,
+    attention_dropout=0.0,
+    drop_path_rate=0.0,
+    qkv_bias=True,
+    layer_norm_epsilon=1e-6,
+    classifier_activation=None,
+    seed=None,
+    dtype=None,
+    name="vision_transformer",
+):
+    """A Vision Transformer as a functional `keras.Model`.
+
+    Args:
+        image_size: int or (height, width); each a multiple of `patch_size`.
+        patch_size, hidden_dim, depth, num_heads, mlp_dim: the architecture.
+        num_classes: classifier outputs (with `include_top=True`).
+        include_top: add the classifier head; else return features.
+        pooling: "token" (class token, after the final norm) or "gap" (mean of the
+            patch tokens, then `fc_norm`, as timm's `global_pool="avg"`); with
+            `include_top=False`, None returns every token after the final norm.
+        distilled: DeiT's distillation token and second head; the output is the
+            mean of both heads' logits (the heads are the layers `head` and `head_dist`).
+        weights: None, a checkpoint file (timm, transformers, Google .npz, Keras)
+            or a published name (see `keras_vit.weights.published_names("vit")`).
+        include_preprocessing: take RGB in [0, 255] and normalize in the model.
+        dropout, attention_dropout, drop_path_rate: regularization; drop path
+            grows linearly over the blocks up to `drop_path_rate`, as in timm.
+        seed: seed of the drop-path noise.
+
+    Example:
+    >>> import numpy as np
+    >>> model = VisionTransformer(image_size=32, patch_size=8, hidden_dim=48, depth=2,
+    ...                           num_heads=3, mlp_dim=192, num_classes=10)
+    >>> tuple(model(np.zeros((1, 32, 32, 3), "float32")).shape)
+    (1, 10)
+    """
+    image_size = _image_size(image_size)
+    check_image_size(image_size, patch_size, name)
+    if pooling not in ("token", "gap", None):
+        raise ValueError(f"pooling must be 'token', 'gap' or None, got {pooling!r}.")
+    if include_top and pooling is None:
+        raise ValueError("include_top=True needs pooling='token' or 'gap'.")
+    if distilled and pooling != "token":
+        raise ValueError("A distilled model pools its class and distillation tokens: use pooling='token'.")
+    if hidden_dim % num_heads != 0:
+        raise ValueError(f"hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}.")
+    weights_path, entry = (None, None) if weights is None else resolve_weights(weights, "vit")
+    if entry is not None:
+        preprocessing_mean, preprocessing_std = entry["mean"], entry["std"]
+
+    grid = (image_size[0] // patch_size, image_size[1] // patch_size)
+    num_prefix = 2 if distilled else 1
+    inputs = keras.Input((image_size[0], image_size[1], num_channels), name="images", dtype=dtype)
+    x = inputs
+    if include_preprocessing:
+        x = vit_layers.ImageNormalization(preprocessing_mean, preprocessing_std, dtype=dtype, name="preprocessing")(x)
+    x = vit_layers.PatchEmbedding(patch_size, hidden_dim, dtype=dtype, name="patch_embed")(x)
+    if distilled:
+        x = vit_layers.ClassToken(dtype=dtype, name="dist_token")(x)
+    x = vit_layers.ClassToken(dtype=dtype, name="cls_token")(x)
+    x = vit_layers.PositionEmbedding(grid, num_prefix, dtype=dtype, name="pos_embed")(x)
+    x = keras.layers.Dropout(dropout, dtype=dtype, name="pos_drop")(x)
+    rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
+    for i in range(depth):
+        x = vit_layers.TransformerEncoderBlock(
+            hidden_dim, num_heads, mlp_dim, qkv_bias=qkv_bias, dropout=dropout,
+            attention_dropout=attention_dropout, drop_path_rate=float(rates[i]),
+            layer_norm_epsilon=layer_norm_epsilon, seed=None if seed is None else seed + i,
+            dtype=dtype, name=f"block_{i}",
+        )(x)
+    if pooling == "gap":
+        x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="gap")(x[:, num_prefix:])
+        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="fc_norm")(x)
+    else:
+        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="norm")(x)
+    if pooling == "token":
+        if distilled:
+            dist_features = x[:, 1]
+        x = x[:, 0]
+    if include_top:
+        head = keras.layers.Dense(num_classes, dtype=dtype, name="head")
+        if distilled:
+            head_dist = keras.layers.Dense(num_classes, dtype=dtype, name="head_dist")
+            x = keras.layers.Average(dtype=dtype, name="average_heads")([head(x), head_dist(dist_features)])
+        else:
+            x = head(x)
+        if classifier_activation is not None:
+            x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+    elif pooling == "token" and distilled:
+        x = keras.layers.Average(dtype=dtype, name="average_features")([x, dist_features])
+    model = keras.Model(inputs, x, name=name)
+    if weights_path is not None:
+        from keras_vit.weights.vit import convert_vit
+
+        load_weights(model, weights_path, convert_vit, "vit", allow_head_reset=True)
+    return model
+
+
+def _builder(config_name):
+    config = VIT_CONFIGS[config_name]
+
+    def build(
+        input_shape=(224, 224, 3),
+        num_classes=1000,
+        include_top=True,
+        pooling="token",
+        weights=None,
+        include_preprocessing=False,
+        dropout=0.0,
+        drop_path_rate=0.0,
+        classifier_activation=None,
+        name=None,
+        **kwargs,
+    ):
+        if len(input_shape) != 3:
+            raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+        if weights == "imagenet":
+            key = (config_name, input_shape[0])
+            if key not in DEFAULT_WEIGHTS or input_shape[0] != input_shape[1]:
+                sizes = sorted(s for n, s in DEFAULT_WEIGHTS if n == config_name)
+                raise ValueError(f"{config_name} has ImageNet weights for square inputs of {sizes}; pass one of those.")
+            weights = DEFAULT_WEIGHTS[key]
+        return VisionTransformer(
+            image_size=tuple(input_shape[:2]),
+            num_channels=input_shape[2],
+            num_classes=num_classes,
+            include_top=include_top,
+            pooling=pooling,
+            weights=weights,
+            include_preprocessing=include_preprocessing,
+            dropout=dropout,
+            drop_path_rate=drop_path_rate,
+            classifier_activation=classifier_activation,
+            name=name or config_name.lower(),
+            **config,
+            **kwargs,
+        )
+
+    c = config
+    build.__name__ = config_name
+    build.__qualname__ = config_name
+    build.__doc__ = f"""ViT with patch {c['patch_size']}, width {c['hidden_dim']}, depth {c['depth']}, {c['num_heads']} heads.
+
+    Arguments as keras.applications: `input_shape` (default (224, 224, 3)),
+    `num_classes`, `include_top`, `pooling` ("token" or "gap"), `weights` (None,
+    "imagenet", a published name or a checkpoint file), `include_preprocessing`,
+    `dropout`, `drop_path_rate`, `name`; other keywords go to `VisionTransformer`.
+
+    Example:
+    >>> model = {config_name}(input_shape=(224, 224, 3), num_classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    return build
+
+
+ViTTi16 = _builder("ViTTi16")
+ViTS16 = _builder("ViTS16")
+ViTS32 = _builder("ViTS32")
+ViTB16 = _builder("ViTB16")
+ViTB32 = _builder("ViTB32")
+ViTL16 = _builder("ViTL16")
+ViTL32 = _builder("ViTL32")
+ViTH14 = _builder("ViTH14")

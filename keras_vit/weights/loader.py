@@ -1,0 +1,67 @@
+"""`weights=` for every builder: a published name, or a file of any supported format."""
+
+import os
+
+from keras_vit.weights import formats
+from keras_vit.weights.published import PUBLISHED_WEIGHTS, fetch_published, published_names
+
+
+def resolve_weights(weights, family):
+    """`(path, published_entry_or_None)` for a `weights=` value."""
+    if isinstance(weights, os.PathLike):
+        weights = os.fspath(weights)
+    if not isinstance(weights, str):
+        raise TypeError(f"weights must be None, a file path or a published weights name, got {type(weights).__name__}.")
+    if os.path.exists(weights):
+        return weights, None
+    entry = PUBLISHED_WEIGHTS.get(weights)
+    if entry is not None:
+        if entry["family"] != family:
+            raise ValueError(f"The weights {weights!r} are for a {entry['family']} model, not {family}.")
+        return fetch_published(weights), entry
+    if os.sep in weights or weights.endswith((".safetensors", ".pth", ".bin", ".npz", ".h5", ".keras")):
+        raise FileNotFoundError(f"No weights file at {weights!r}.")
+    names = "\n  ".join(published_names(family)) or "(none yet)"
+    raise ValueError(
+        f"Unknown weights {weights!r}: neither a file nor a published {family} checkpoint. "
+        f"Published {family} checkpoints:\n  {names}"
+    )
+
+
+def _load_keras_weights(model, path):
+    snapshot = [v.numpy() for v in model.weights]
+    try:
+        model.load_weights(path)
+    except Exception as error:
+        for variable, value in zip(model.weights, snapshot):
+            variable.assign(value)
+        raise formats.CheckpointFormatError(
+            f"The Keras weights in {path!r} do not fit model {model.name!r}: {error}. "
+            "Build the model with the configuration the weights were saved from. "
+            "The model's weights are unchanged."
+        ) from error
+
+
+def load_weights(model, weights, converter, family, allow_head_reset=False):
+    """Fills `model` from `weights` (a path or published name), strictly.
+
+    `converter(model, tensors, allow_head_reset)` maps a state dict onto the model
+    (see `keras_vit.weights.assignment`). Keras weight files load through Keras.
+    On any error the model is left as it was.
+
+    Example:
+    >>> import keras_vit, tempfile, os
+    >>> model = keras_vit.VisionTransformer(32, 8, 48, 2, 3, 192, num_classes=10)
+    >>> path = os.path.join(tempfile.mkdtemp(), "vit.weights.h5")
+    >>> model.save_weights(path)
+    >>> from keras_vit.weights.vit import convert_vit
+    >>> load_weights(model, path, convert_vit, "vit")
+    """
+    if weights is None:
+        return
+    path, _ = resolve_weights(weights, family)
+    fmt, tensors = formats.read_checkpoint(path)
+    if tensors is None:
+        _load_keras_weights(model, path)
+        return
+    converter(model, tensors, allow_head_reset=allow_head_reset)

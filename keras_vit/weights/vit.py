@@ -1,0 +1,186 @@
+"""Key maps for ViT and DeiT checkpoints: timm, transformers, Google's .npz.
+
+Each `_from_*` function says which checkpoint key fills which layer of a model
+built by `keras_vit.models.vit.VisionTransformer`; `convert_vit` picks the
+source from the keys and applies the plan strictly (see `assignment`).
+"""
+
+import numpy as np
+
+from keras_vit.weights.assignment import WeightAssignment, conv_kernel, linear_kernel
+from keras_vit.weights.resampling import square_grid
+
+
+def _layer(model, name):
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
+
+
+def _blocks(model):
+    blocks, i = [], 0
+    while (block := _layer(model, f"block_{i}")) is not None:
+        blocks.append(block)
+        i += 1
+    return blocks
+
+
+def _norm(plan, layer, weight_key, bias_key):
+    plan.assign(layer.gamma, weight_key)
+    plan.assign(layer.beta, bias_key)
+
+
+def _dense(plan, layer, prefix, transform=linear_kernel, head=False):
+    plan.assign(layer.kernel, prefix + ".weight", transform, head=head)
+    plan.assign(layer.bias, prefix + ".bias", head=head)
+
+
+def _position_embedding(plan, model, key, method):
+    """Fills `pos_embed`, resampling from the checkpoint's (square) grid if needed."""
+    array = plan.take(key)
+    if array is None:
+        return
+    layer = model.get_layer("pos_embed")
+    prefix = layer.num_prefix_tokens
+    if array.shape[1] != layer.num_positions and array.shape[1] > prefix:
+        array = layer.resampled(array, square_grid(array.shape[1] - prefix), method)
+    plan.assign_array(layer.embedding, array, key)
+
+
+def _heads(plan, model, head_key, dist_key, transform):
+    for layer_name, key in (("head", head_key), ("head_dist", dist_key)):
+        layer = _layer(model, layer_name)
+        if layer is not None:
+            plan.assign(layer.kernel, key + ".weight" if transform else key + "/kernel", transform, head=True)
+            plan.assign(layer.bias, key + ".bias" if transform else key + "/bias", head=True)
+        elif key is not None:
+            plan.skip_prefix(key + ".")
+            plan.skip_prefix(key + "/")
+
+
+def _from_timm(plan, model):
+    embed = model.get_layer("patch_embed").proj
+    plan.assign(embed.kernel, "patch_embed.proj.weight", conv_kernel)
+    plan.assign(embed.bias, "patch_embed.proj.bias")
+    plan.assign(model.get_layer("cls_token").token, "cls_token")
+    if _layer(model, "dist_token") is not None:
+        plan.assign(model.get_layer("dist_token").token, "dist_token")
+    _position_embedding(plan, model, "pos_embed", "bicubic_antialias")
+    for i, block in enumerate(_blocks(model)):
+        p = f"blocks.{i}."
+        _norm(plan, block.norm1, p + "norm1.weight", p + "norm1.bias")
+        _dense(plan, block.attn.qkv, p + "attn.qkv")
+        _dense(plan, block.attn.proj, p + "attn.proj")
+        _norm(plan, block.norm2, p + "norm2.weight", p + "norm2.bias")
+        _dense(plan, block.mlp.fc1, p + "mlp.fc1")
+        _dense(plan, block.mlp.fc2, p + "mlp.fc2")
+    for norm_name in ("norm", "fc_norm"):
+        if _layer(model, norm_name) is not None:
+            _norm(plan, model.get_layer(norm_name), f"{norm_name}.weight", f"{norm_name}.bias")
+    _heads(plan, model, "head", "head_dist", linear_kernel)
+
+
+def _hf_prefix(tensors):
+    for prefix in ("vit.", "deit.", ""):
+        if prefix + "embeddings.patch_embeddings.projection.weight" in tensors:
+            return prefix
+    return ""
+
+
+def _from_transformers(plan, model):
+    tensors = plan.tensors
+    p0 = _hf_prefix(tensors)
+    embed = model.get_layer("patch_embed").proj
+    plan.assign(embed.kernel, p0 + "embeddings.patch_embeddings.projection.weight", conv_kernel)
+    plan.assign(embed.bias, p0 + "embeddings.patch_embeddings.projection.bias")
+    plan.assign(model.get_layer("cls_token").token, p0 + "embeddings.cls_token")
+    if _layer(model, "dist_token") is not None:
+        plan.assign(model.get_layer("dist_token").token, p0 + "embeddings.distillation_token")
+    _position_embedding(plan, model, p0 + "embeddings.position_embeddings", "bicubic_antialias")
+    # A base model's pooler (dense + tanh) and a masked-image-modeling token are not part of the classifier.
+    plan.skip_prefix(p0 + "pooler.")
+    plan.skip(p0 + "embeddings.mask_token")
+    for i, block in enumerate(_blocks(model)):
+        p = f"{p0}encoder.layer.{i}."
+        _norm(plan, block.norm1, p + "layernorm_before.weight", p + "layernorm_before.bias")
+        parts = [plan.take(f"{p}attention.attention.{n}.weight") for n in ("query", "key", "value")]
+        biases = [plan.take(f"{p}attention.attention.{n}.bias") for n in ("query", "key", "value")]
+        if all(w is not None for w in parts + biases):
+            plan.assign_array(block.attn.qkv.kernel, np.concatenate(parts, axis=0).T, p + "attention.attention.{query,key,value}.weight")
+            plan.assign_array(block.attn.qkv.bias, np.concatenate(biases), p + "attention.attention.{query,key,value}.bias")
+        _dense(plan, block.attn.proj, p + "attention.output.dense")
+        _norm(plan, block.norm2, p + "layernorm_after.weight", p + "layernorm_after.bias")
+        _dense(plan, block.mlp.fc1, p + "intermediate.dense")
+        _dense(plan, block.mlp.fc2, p + "output.dense")
+    _norm(plan, model.get_layer("norm"), p0 + "layernorm.weight", p0 + "layernorm.bias")
+    if _layer(model, "dist_token") is not None:  # DeiTForImageClassificationWithTeacher
+        _heads(plan, model, "cls_classifier", "distillation_classifier", linear_kernel)
+    else:
+        _heads(plan, model, "classifier", None, linear_kernel)
+
+
+def _from_google_npz(plan, model):
+    embed = model.get_layer("patch_embed").proj
+    plan.assign(embed.kernel, "embedding/kernel")  # already HWIO
+    plan.assign(embed.bias, "embedding/bias")
+    plan.assign(model.get_layer("cls_token").token, "cls")
+    # timm's .npz loader resamples bilinearly, without antialias.
+    _position_embedding(plan, model, "Transformer/posembed_input/pos_embedding", "bilinear")
+    plan.skip("pre_logits/kernel", "pre_logits/bias")  # representation layer, dropped by fine-tuned heads
+    for i, block in enumerate(_blocks(model)):
+        p = f"Transformer/encoderblock_{i}/"
+        a = p + "MultiHeadDotProductAttention_1/"
+        _norm(plan, block.norm1, p + "LayerNorm_0/scale", p + "LayerNorm_0/bias")
+        kernels = [plan.take(f"{a}{n}/kernel") for n in ("query", "key", "value")]
+        biases = [plan.take(f"{a}{n}/bias") for n in ("query", "key", "value")]
+        if all(k is not None for k in kernels + biases):
+            width = kernels[0].shape[0]
+            plan.assign_array(block.attn.qkv.kernel, np.concatenate([k.reshape(width, -1) for k in kernels], axis=1), a + "{query,key,value}/kernel")
+            plan.assign_array(block.attn.qkv.bias, np.concatenate([b.reshape(-1) for b in biases]), a + "{query,key,value}/bias")
+        out = plan.take(a + "out/kernel")
+        if out is not None:
+            plan.assign_array(block.attn.proj.kernel, out.reshape(-1, out.shape[-1]), a + "out/kernel")
+        plan.assign(block.attn.proj.bias, a + "out/bias")
+        _norm(plan, block.norm2, p + "LayerNorm_2/scale", p + "LayerNorm_2/bias")
+        plan.assign(block.mlp.fc1.kernel, p + "MlpBlock_3/Dense_0/kernel")
+        plan.assign(block.mlp.fc1.bias, p + "MlpBlock_3/Dense_0/bias")
+        plan.assign(block.mlp.fc2.kernel, p + "MlpBlock_3/Dense_1/kernel")
+        plan.assign(block.mlp.fc2.bias, p + "MlpBlock_3/Dense_1/bias")
+    _norm(plan, model.get_layer("norm"), "Transformer/encoder_norm/scale", "Transformer/encoder_norm/bias")
+    _heads(plan, model, "head", None, None)
+
+
+def detect_vit_source(tensors):
+    """'timm', 'transformers' or 'google', from the checkpoint's keys."""
+    if "Transformer/encoder_norm/scale" in tensors:
+        return "google"
+    if "patch_embed.proj.weight" in tensors:
+        return "timm"
+    if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in tensors):
+        return "transformers"
+    sample = ", ".join(sorted(tensors)[:5])
+    raise ValueError(
+        "This checkpoint is not a ViT/DeiT checkpoint of timm, transformers or Google's .npz "
+        f"(its first keys: {sample}). Pass a checkpoint of this model family, or build the model "
+        "family the checkpoint is for."
+    )
+
+
+_SOURCES = {"timm": _from_timm, "transformers": _from_transformers, "google": _from_google_npz}
+
+
+def convert_vit(model, tensors, allow_head_reset=False):
+    """Fills a `VisionTransformer` from a timm, transformers or Google state dict.
+
+    Example:
+    >>> import keras_vit
+    >>> from keras_vit.weights import read_checkpoint
+    >>> model = keras_vit.VisionTransformer(32, 8, 48, 2, 3, 192, num_classes=10)
+    >>> _, tensors = read_checkpoint("tests/fixtures/vit_tiny.safetensors")
+    >>> convert_vit(model, tensors)
+    """
+    source = detect_vit_source(tensors)
+    plan = WeightAssignment(model, tensors, source=source, allow_head_reset=allow_head_reset)
+    _SOURCES[source](plan, model)
+    plan.apply()
