@@ -153,8 +153,8 @@ def read_checkpoint(path):
             return fmt, _read_torch(path)
         if fmt == NPZ:
             return fmt, _read_npz(path)
-    except CheckpointFormatError:
+    except (CheckpointFormatError, ImportError):
         raise
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+    except Exception as error:  # each reader has its own error types (SafetensorError, UnpicklingError...)
         raise CheckpointFormatError(f"{path!r} is a {fmt} file but could not be read: {error}") from error
     return fmt, None

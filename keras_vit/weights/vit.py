@@ -101,18 +101,28 @@ def _from_transformers(plan, model):
     # A base model's pooler (dense + tanh) and a masked-image-modeling token are not part of the classifier.
     plan.skip_prefix(p0 + "pooler.")
     plan.skip(p0 + "embeddings.mask_token")
+    # transformers 5 names (`layers.{i}.attention.q_proj`, `mlp.fc1`) and the transformers 4 names that
+    # published checkpoints carry (`encoder.layer.{i}.attention.attention.query`, `intermediate.dense`).
+    v5 = any(k.startswith(p0 + "layers.") for k in tensors)
     for i, block in enumerate(_blocks(model)):
-        p = f"{p0}encoder.layer.{i}."
+        if v5:
+            p = f"{p0}layers.{i}."
+            qkv = [p + f"attention.{n}_proj" for n in ("q", "k", "v")]
+            proj, fc1, fc2 = p + "attention.o_proj", p + "mlp.fc1", p + "mlp.fc2"
+        else:
+            p = f"{p0}encoder.layer.{i}."
+            qkv = [p + f"attention.attention.{n}" for n in ("query", "key", "value")]
+            proj, fc1, fc2 = p + "attention.output.dense", p + "intermediate.dense", p + "output.dense"
         _norm(plan, block.norm1, p + "layernorm_before.weight", p + "layernorm_before.bias")
-        parts = [plan.take(f"{p}attention.attention.{n}.weight") for n in ("query", "key", "value")]
-        biases = [plan.take(f"{p}attention.attention.{n}.bias") for n in ("query", "key", "value")]
+        parts = [plan.take(k + ".weight") for k in qkv]
+        biases = [plan.take(k + ".bias") for k in qkv]
         if all(w is not None for w in parts + biases):
-            plan.assign_array(block.attn.qkv.kernel, np.concatenate(parts, axis=0).T, p + "attention.attention.{query,key,value}.weight")
-            plan.assign_array(block.attn.qkv.bias, np.concatenate(biases), p + "attention.attention.{query,key,value}.bias")
-        _dense(plan, block.attn.proj, p + "attention.output.dense")
+            plan.assign_array(block.attn.qkv.kernel, np.concatenate(parts, axis=0).T, qkv[0] + "/k/v.weight")
+            plan.assign_array(block.attn.qkv.bias, np.concatenate(biases), qkv[0] + "/k/v.bias")
+        _dense(plan, block.attn.proj, proj)
         _norm(plan, block.norm2, p + "layernorm_after.weight", p + "layernorm_after.bias")
-        _dense(plan, block.mlp.fc1, p + "intermediate.dense")
-        _dense(plan, block.mlp.fc2, p + "output.dense")
+        _dense(plan, block.mlp.fc1, fc1)
+        _dense(plan, block.mlp.fc2, fc2)
     _norm(plan, model.get_layer("norm"), p0 + "layernorm.weight", p0 + "layernorm.bias")
     if _layer(model, "dist_token") is not None:  # DeiTForImageClassificationWithTeacher
         _heads(plan, model, "cls_classifier", "distillation_classifier", linear_kernel)
@@ -155,7 +165,7 @@ def detect_vit_source(tensors):
     """'timm', 'transformers' or 'google', from the checkpoint's keys."""
     if "Transformer/encoder_norm/scale" in tensors:
         return "google"
-    if "patch_embed.proj.weight" in tensors:
+    if "patch_embed.proj.weight" in tensors and "blocks.0.attn.qkv.weight" in tensors:
         return "timm"
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in tensors):
         return "transformers"
