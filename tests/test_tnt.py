@@ -73,10 +73,13 @@ def test_features_and_pooling():
 
 @pytest.mark.slow
 def test_parameter_counts_match_timm():
-    # Variables made in a StatelessScope get their shapes but no initial values: counting is cheap.
-    with keras.StatelessScope():
-        assert keras_vit.TNTS16().count_params() == 23_768_584
-        assert keras_vit.TNTB16().count_params() == 65_428_680
+    # Variables made in this scope get their shapes but are never initialized: counting is cheap.
+    with keras.StatelessScope(initialize_variables=False):
+        small = keras_vit.TNTS16().count_params()
+        base = keras_vit.TNTB16().count_params()
+    keras.utils.clear_session()  # drop the uninitialized variables
+    assert small == 23_768_584
+    assert base == 65_428_680
 
 
 def test_fit_reduces_loss():
@@ -191,3 +194,17 @@ def test_published_checkpoints_are_registered():
     assert entry["mean"] == (0.5, 0.5, 0.5) and entry["std"] == (0.5, 0.5, 0.5)
     with pytest.raises(ValueError, match="square inputs of \\[224\\]"):
         keras_vit.TNTS16(input_shape=(256, 256, 3), weights="imagenet")
+
+
+def test_attention_scores_over_pixels_of_each_patch():
+    attention = keras_vit.layers.TNTAttention(hidden_dim=16, num_heads=2)
+    pixels = np.random.default_rng(0).normal(size=(2, 4, 16, 16)).astype("float32")
+    out, scores = attention(pixels, return_attention_scores=True)
+    scores = to_numpy(scores)
+    assert scores.shape == (2, 4, 2, 16, 16)
+    np.testing.assert_allclose(scores.sum(axis=-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(to_numpy(out), to_numpy(attention(pixels)), atol=1e-6)
+    # Patches do not see each other: changing patch 0 leaves patch 1's output unchanged.
+    changed = pixels.copy()
+    changed[:, 0] += 1.0
+    np.testing.assert_allclose(to_numpy(attention(changed))[:, 1], to_numpy(out)[:, 1], atol=1e-6)
