@@ -8,3 +8,4 @@ from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.preprocessing import ImageNormalization
 from keras_vit.layers.tokens import ClassToken
+from keras_vit.layers.tnt import PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTAttention, TNTBlock

@@ -96,3 +96,9 @@ def fetch_published(name):
             f"  {entry['url']}\n"
             f"by hand, put it at {path} (or anywhere), and pass weights=\"{path}\"."
         ) from error
+
+# TNT (timm >= 1.0.16 layout, which matches the official weights); inputs normalized with mean = std = 0.5.
+register_published(
+    _timm("tnt_s_patch16_224.in1k", "tnt", 1000, 224, INCEPTION_MEAN, INCEPTION_STD),
+    _timm("tnt_b_patch16_224.in1k", "tnt", 1000, 224, INCEPTION_MEAN, INCEPTION_STD),
+)
