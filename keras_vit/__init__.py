@@ -23,3 +23,4 @@ from keras_vit.models import (
     ViTS32,
     ViTTi16,
 )
+from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer
