@@ -231,7 +231,7 @@ def detect_swin_source(tensors):
     """'timm', 'official' or 'transformers', from the checkpoint's keys."""
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in tensors):
         return "transformers"
-    if "patch_embed.proj.weight" in tensors:
+    if "patch_embed.proj.weight" in tensors and any(k.startswith("layers.0.blocks.") for k in tensors):
         if "layers.0.downsample.reduction.weight" in tensors:
             return "official"
         if any(k.startswith("layers.") and ".downsample." in k for k in tensors):
