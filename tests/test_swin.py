@@ -218,22 +218,77 @@ def test_any_size_divisible_by_32_and_backbone_outputs():
             assert backbone.get_layer("stage_0_block_0").padding == (6, 2)
             assert backbone.get_layer("stage_3_block_1").window_size == (7, 5)
             assert backbone.get_layer("stage_3_block_1").shift_size == (3, 0)
+            # What a DETR-style detector takes: the last, stride-32 map of the backbone.
+            last_stage = keras.Model(backbone.input, backbone.output["stride_32"])
+            assert tuple(last_stage.output.shape) == (None, 8, 5, 768)
             features = keras_vit.SwinT(input_shape=(256, 160, 3), include_top=False, pooling=None)
             assert tuple(features.output.shape) == (None, 8, 5, 768)
     finally:
         keras.utils.clear_session()
 
 
-def test_padded_shifted_blocks_run_and_match_numpy_roll():
-    # 24x24 maps with window 5 (padded to 25) and shift 2, on every backend.
+def _numpy_shifted_window_attention(x, block):
+    """timm's SwinTransformerBlock._attn written out in NumPy: roll, pad, attend per window, crop, roll back."""
+    attn = block.attn
+    weights = {
+        name: to_numpy(variable).astype("float64")
+        for name, variable in (("qkv/kernel", attn.qkv.kernel), ("qkv/bias", attn.qkv.bias),
+                               ("proj/kernel", attn.proj.kernel), ("proj/bias", attn.proj.bias))
+    }
+    table = to_numpy(attn.relative_position_bias_table).astype("float64")
+    (wh, ww), (sh, sw), (ph, pw) = block.window_size, block.shift_size, block.padding
+    heads, head_dim = attn.num_heads, attn.head_dim
+    x = np.roll(x.astype("float64"), (-sh, -sw), axis=(1, 2))
+    x = np.pad(x, ((0, 0), (0, ph), (0, pw), (0, 0)))
+    hp, wp = x.shape[1:3]
+    # Regions of the padded map: rows/columns before the last window, in it before the shift, in the shift.
+    rows = (np.arange(hp) >= hp - wh).astype(int) + (np.arange(hp) >= hp - sh)
+    cols = (np.arange(wp) >= wp - ww).astype(int) + (np.arange(wp) >= wp - sw)
+    regions = rows[:, None] * 3 + cols[None, :]
+    ys, xs = np.meshgrid(np.arange(wh), np.arange(ww), indexing="ij")
+    ys, xs = ys.reshape(-1), xs.reshape(-1)
+    bias = table[(ys[:, None] - ys[None, :] + wh - 1) * (2 * ww - 1) + (xs[:, None] - xs[None, :] + ww - 1)]
+    out = np.zeros_like(x)
+    for b in range(x.shape[0]):
+        for top in range(0, hp, wh):
+            for left in range(0, wp, ww):
+                tokens = x[b, top : top + wh, left : left + ww].reshape(wh * ww, -1)
+                label = regions[top : top + wh, left : left + ww].reshape(-1)
+                q, k, v = np.split(tokens @ weights["qkv/kernel"] + weights["qkv/bias"], 3, axis=-1)
+                merged = []
+                for h in range(heads):
+                    part = slice(h * head_dim, (h + 1) * head_dim)
+                    logits = q[:, part] @ k[:, part].T * head_dim**-0.5 + bias[:, :, h]
+                    logits = logits + np.where(label[:, None] != label[None, :], -100.0, 0.0)
+                    p = np.exp(logits - logits.max(-1, keepdims=True))
+                    merged.append((p / p.sum(-1, keepdims=True)) @ v[:, part])
+                window = np.concatenate(merged, -1) @ weights["proj/kernel"] + weights["proj/bias"]
+                out[b, top : top + wh, left : left + ww] = window.reshape(wh, ww, -1)
+    out = out[:, : out.shape[1] - ph, : out.shape[2] - pw]
+    return np.roll(out, (sh, sw), axis=(1, 2))
+
+
+def test_padded_shifted_window_attention_matches_a_plain_numpy_version():
+    # A 9x12 map, window 4, shift 2: rolled, then padded to 12x12 (rows), masked by the regions of the
+    # padded map, cropped, rolled back: timm's order. (Padding before the roll, as transformers does,
+    # differs here by ~1.0, since the padding is larger than the shift.)
+    x = np.random.default_rng(1).normal(size=(2, 9, 12, 8)).astype("float32")
+    block = keras_vit.layers.SwinBlock(8, 2, (9, 12), window_size=4, shift_size=2)
+    block.build(x.shape)
+    assert block.padding == (3, 0) and block.shift_size == (2, 2) and block.attention_mask.shape == (9, 16, 16)
+    table = block.attn.relative_position_bias_table
+    table.assign(np.random.default_rng(2).normal(size=table.shape).astype("float32"))
+    expected = _numpy_shifted_window_attention(x, block)
+    np.testing.assert_allclose(to_numpy(block._window_attention(x, training=False)), expected, atol=1e-4)
+    assert to_numpy(block(x)).shape == x.shape
+
+
+def test_window_helpers_match_numpy():
     x = np.random.default_rng(1).normal(size=(2, 24, 24, 8)).astype("float32")
-    block = keras_vit.layers.SwinBlock(8, 2, (24, 24), window_size=5, shift_size=2)
-    assert block.padding == (1, 1) and block.attention_mask.shape == (25, 25, 25)
-    y = to_numpy(block(x))
-    assert y.shape == x.shape and np.isfinite(y).all()
     np.testing.assert_array_equal(to_numpy(cyclic_shift(x, (-2, 3))), np.roll(x, (-2, 3), axis=(1, 2)))
     windows = window_partition(x, (4, 6))
     assert tuple(windows.shape) == (2 * 6 * 4, 24, 8)
+    np.testing.assert_array_equal(to_numpy(windows)[5], x[0, 4:8, 6:12].reshape(24, 8))  # batch-major, row-major
     np.testing.assert_array_equal(to_numpy(window_merge(windows, (4, 6), 24, 24)), x)
 
 
