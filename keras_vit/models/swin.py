@@ -143,6 +143,10 @@ def SwinTransformer(
             drop_path_rate); drop path grows linearly over all blocks.
         seed: seed of the drop-path noise (block k gets seed + k).
 
+    As a detection backbone (DETR uses the last map): build with
+    `features_only=True` and take `keras.Model(model.input, model.output["stride_32"])`;
+    its channels are `embed_dim * 2 ** (len(depths) - 1)` (768 for Swin-T/S).
+
     Example:
     >>> import numpy as np
     >>> model = SwinTransformer(image_size=64, patch_size=4, window_size=4, embed_dim=32,

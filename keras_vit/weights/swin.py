@@ -10,6 +10,10 @@
   transformers 5 (`attention.q_proj`, `mlp.fc1`, ...) and of the hub's
   transformers-4 files (`attention.self.query`, `intermediate.dense`, ...).
 
+The model computes what timm computes. transformers pads a map before its
+cyclic shift where timm pads after it; the two agree wherever no shifted stage
+needs padding (every canonical size: 224 with window 7, 384 with window 12).
+
 A bias table made for another window size (a checkpoint of another resolution,
 or a last stage clamped to a smaller map) is resampled with timm's
 `resize_rel_pos_bias_table` (see `resample_relative_position_bias_table`).
