@@ -232,7 +232,13 @@ def _from_transformers(plan, model):
 
 
 def detect_swin_source(tensors):
-    """'timm', 'official' or 'transformers', from the checkpoint's keys."""
+    """'timm', 'official' or 'transformers', from the checkpoint's keys.
+
+    Example:
+    >>> detect_swin_source({"patch_embed.proj.weight": 0, "layers.0.blocks.0.norm1.weight": 0,
+    ...                     "layers.0.downsample.reduction.weight": 0})
+    'official'
+    """
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in tensors):
         return "transformers"
     if "patch_embed.proj.weight" in tensors and any(k.startswith("layers.0.blocks.") for k in tensors):
