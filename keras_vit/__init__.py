@@ -24,3 +24,4 @@ from keras_vit.models import (
     ViTTi16,
 )
 from keras_vit.models import TNT, TNTB16, TNTS16
+from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer

@@ -9,3 +9,13 @@ from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.preprocessing import ImageNormalization
 from keras_vit.layers.tokens import ClassToken
 from keras_vit.layers.tnt import PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTAttention, TNTBlock
+from keras_vit.layers.swin import (
+    PatchMerging,
+    SwinBlock,
+    WindowAttention,
+    cyclic_shift,
+    relative_position_index,
+    shifted_window_mask,
+    window_merge,
+    window_partition,
+)

@@ -102,3 +102,23 @@ register_published(
     _timm("tnt_s_patch16_224.in1k", "tnt", 1000, 224, INCEPTION_MEAN, INCEPTION_STD),
     _timm("tnt_b_patch16_224.in1k", "tnt", 1000, 224, INCEPTION_MEAN, INCEPTION_STD),
 )
+# Swin (timm hub layout; ImageNet mean/std). 22k-only checkpoints have 21841 classes.
+_SWIN = [
+    ("swin_tiny_patch4_window7_224.ms_in1k", 1000, 224),
+    ("swin_tiny_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
+    ("swin_tiny_patch4_window7_224.ms_in22k", 21841, 224),
+    ("swin_small_patch4_window7_224.ms_in1k", 1000, 224),
+    ("swin_small_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
+    ("swin_small_patch4_window7_224.ms_in22k", 21841, 224),
+    ("swin_base_patch4_window7_224.ms_in1k", 1000, 224),
+    ("swin_base_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
+    ("swin_base_patch4_window7_224.ms_in22k", 21841, 224),
+    ("swin_base_patch4_window12_384.ms_in1k", 1000, 384),
+    ("swin_base_patch4_window12_384.ms_in22k_ft_in1k", 1000, 384),
+    ("swin_base_patch4_window12_384.ms_in22k", 21841, 384),
+    ("swin_large_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
+    ("swin_large_patch4_window7_224.ms_in22k", 21841, 224),
+    ("swin_large_patch4_window12_384.ms_in22k_ft_in1k", 1000, 384),
+    ("swin_large_patch4_window12_384.ms_in22k", 21841, 384),
+]
+register_published(*(_timm(n, "swin", c, s, IMAGENET_MEAN, IMAGENET_STD) for n, c, s in _SWIN))
