@@ -37,6 +37,7 @@ def main():
         index = np.sort(index)
         arrays[f"{split}_images"] = images[index]
         arrays[f"{split}_labels"] = labels[index]
+        arrays[f"{split}_indices"] = index.astype(np.int16)  # rows of sklearn.datasets.load_digits()
         print(f"{split}: {len(index)} images")
     np.savez_compressed(OUTPUT, **arrays)
     print("wrote", os.path.normpath(OUTPUT), os.path.getsize(OUTPUT), "bytes")
