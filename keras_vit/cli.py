@@ -146,6 +146,10 @@ def run_train(args):
         if getattr(args, name) < 0:
             raise CommandError(f"--{name.replace('_', '-')} must be >= 0.")
     config, image_size = _model_config(args)
+    model_name = args.model.lower() if args.model != "custom" else "vit_custom"
+    output = args.output or os.path.join("saved_models", f"{model_name}_{_dataset_slug(args.dataset)}.keras")
+    if not output.endswith(".keras"):
+        raise CommandError(f"--output {output!r} must end with .keras (Keras' model format).")
 
     import keras
 
@@ -170,7 +174,6 @@ def run_train(args):
             f"The training split has {data.num_examples['train']} examples, fewer than --batch-size {args.batch_size}; "
             "lower --batch-size."
         )
-    model_name = args.model.lower() if args.model != "custom" else "vit_custom"
     model = VisionTransformer(
         image_size=image_size,
         num_classes=data.num_classes,
@@ -211,9 +214,6 @@ def run_train(args):
     model.fit(data.train, validation_data=data.validation, epochs=args.epochs, shuffle=False, verbose=args.verbose)
     results = model.evaluate(data.test, return_dict=True, verbose=args.verbose)
 
-    output = args.output or os.path.join("saved_models", f"{model_name}_{_dataset_slug(args.dataset)}.keras")
-    if not output.endswith(".keras"):
-        raise CommandError(f"--output {output!r} must end with .keras (Keras' model format).")
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     model.save(output)
     print(f"Test accuracy: {results['accuracy']:.4f} ({data.num_examples['test']} test images, split {data.splits['test']!r})")
