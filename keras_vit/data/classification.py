@@ -161,6 +161,8 @@ def classification_pipeline(
         options.setdefault("value_range", (0, 255))
         options.setdefault("seed", seed)
         rand_augment = keras.layers.RandAugment(**options)
+        if keras.backend.backend() == "jax":
+            rand_augment.equalization = TFDataEqualization(value_range=rand_augment.value_range)
         dataset = dataset.map(
             lambda images, labels: (tf.clip_by_value(rand_augment(images, training=True), 0.0, 255.0), labels),
             num_parallel_calls=tf.data.AUTOTUNE,
@@ -173,6 +175,32 @@ def classification_pipeline(
     if training and mixing:
         dataset = dataset.map(_mixer(mixup, cutmix, seed), num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class TFDataEqualization(keras.layers.Equalization):
+    """`keras.layers.Equalization` whose histogram follows the backend it computes with.
+
+    Keras 3.15 picks the histogram code by the global backend: under JAX it unrolls a loop over the 256
+    bins even inside tf.data, where the layer computes with TensorFlow; that takes about a minute to trace
+    on a CPU and is slow to run. TensorFlow's bincount is what the layer uses on every other backend.
+    `classification_pipeline` puts it into RandAugment under JAX.
+
+    Example:
+    >>> import numpy as np, tensorflow as tf
+    >>> equalization = TFDataEqualization(value_range=(0, 255))
+    >>> images = tf.data.Dataset.from_tensors(np.arange(48, dtype="float32").reshape(1, 4, 4, 3))
+    >>> tuple(next(iter(images.map(equalization))).shape)
+    (1, 4, 4, 3)
+    """
+
+    def _custom_histogram_fixed_width(self, values, value_range, nbins):
+        if self.backend._backend == "jax":
+            return super()._custom_histogram_fixed_width(values, value_range, nbins)
+        values = self.backend.cast(values, "float32")
+        low, high = (float(v) for v in value_range)
+        indices = self.backend.cast((values - low) * (nbins - 1) / (high - low), "int32")
+        indices = self.backend.numpy.reshape(self.backend.numpy.clip(indices, 0, nbins - 1), [-1])
+        return self.backend.numpy.bincount(indices, minlength=nbins)
 
 
 def _one_hot(labels, num_classes, label_smoothing):
