@@ -8,7 +8,6 @@ import pytest
 import tensorflow as tf
 
 from conftest import to_numpy
-from keras_vit.data.classification import DIGITS_PATH
 from keras_vit.data import (
     arrays_dataset,
     classification_pipeline,
@@ -16,7 +15,9 @@ from keras_vit.data import (
     image_folder_dataset,
     load_classification_data,
     load_digits,
+    tfds_dataset,
 )
+from keras_vit.data.classification import DIGITS_PATH
 from keras_vit.models.vit import VisionTransformer
 
 
@@ -91,6 +92,34 @@ def test_image_folder_pipeline_is_fit_input(tmp_path):
     assert data.num_examples == {"train": 11, "validation": 1, "test": 12}
     assert data.splits == {"train": "train[0:11]", "validation": "train[11:12]", "test": "test"}
     assert sum(len(to_numpy(y)) for _, y in data.test) == 12
+
+
+def test_tfds_dataset_is_fit_input(tmp_path):
+    # A small tensorflow-datasets set prepared locally (the catalog's sets need a download).
+    import tensorflow_datasets as tfds
+
+    rng = np.random.default_rng(0)
+    stored = {}
+    for split, count in (("train", 30), ("test", 12)):
+        stored[split] = {"image": rng.integers(0, 256, (count, 10, 12, 3), dtype=np.uint8), "label": np.arange(count) % 3}
+    tfds.dataset_builders.store_as_tfds_dataset(
+        name="tiny_shapes", version="1.0.0", data_dir=str(tmp_path),
+        split_datasets={split: tf.data.Dataset.from_tensor_slices(arrays) for split, arrays in stored.items()},
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(10, 12, 3)),
+            "label": tfds.features.ClassLabel(names=["circle", "square", "triangle"]),
+        }),
+    )
+    data = load_classification_data("tfds:tiny_shapes", image_size=16, batch_size=4, data_dir=str(tmp_path))
+    assert data.class_names == ("circle", "square", "triangle")
+    # No validation split: the last 10% of train is held out.
+    assert data.num_examples == {"train": 27, "validation": 3, "test": 12}
+    test_labels = np.concatenate([to_numpy(y) for _, y in data.test])
+    np.testing.assert_array_equal(np.sort(test_labels), np.sort(stored["test"]["label"]))
+    dataset, info = tfds_dataset("tiny_shapes", split="train", image_size=16, batch_size=8, data_dir=str(tmp_path))
+    assert info.features["label"].num_classes == 3 and len(list(dataset)) == 3
+    _, history = fit_one_epoch(dataset, 3)
+    assert np.isfinite(history["loss"][0])
 
 
 def test_digits_are_embedded_and_split():

@@ -311,15 +311,34 @@ def _tfds_builder(name, data_dir=None):
         ) from error
 
 
-def _supervised_keys(info, name):
+def _image_and_label_keys(info, name):
+    """The (image, label) feature names of a tfds classification set, and its label feature.
+
+    Its supervised keys when it has them; else its only `Image` and only `ClassLabel` features.
+    """
+    tfds = _import_tfds()
     keys = info.supervised_keys
-    if not keys or len(keys) != 2:
-        raise ValueError(f"tfds dataset {name!r} has no (image, label) supervised keys: it is not a classification set.")
-    image_key, label_key = keys
+    if keys and len(keys) == 2 and all(isinstance(k, str) for k in keys):
+        image_key, label_key = keys
+    else:
+        features = info.features
+        images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+        labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+        if len(images) != 1 or len(labels) != 1:
+            raise ValueError(
+                f"tfds dataset {name!r} is not an image classification set: it needs one image and one "
+                f"class label feature (it has {sorted(features.keys())})."
+            )
+        image_key, label_key = images[0], labels[0]
     label_feature = info.features[label_key]
-    if not hasattr(label_feature, "num_classes"):
+    if not isinstance(label_feature, tfds.features.ClassLabel):
         raise ValueError(f"tfds dataset {name!r}: its label {label_key!r} is not a class label.")
-    return label_feature
+    return image_key, label_key, label_feature
+
+
+def _as_pairs(builder, split, image_key, label_key):
+    dataset = builder.as_dataset(split=split, shuffle_files=False)
+    return dataset.map(lambda example: (example[image_key], example[label_key]), num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def _prepare_tfds(builder, name):
@@ -356,8 +375,8 @@ def tfds_dataset(name, split="train", image_size=224, data_dir=None, limit=None,
     """
     builder = _tfds_builder(name, data_dir)
     _prepare_tfds(builder, name)
-    label_feature = _supervised_keys(builder.info, name)
-    dataset = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    image_key, label_key, label_feature = _image_and_label_keys(builder.info, name)
+    dataset = _as_pairs(builder, split, image_key, label_key)
     if limit is not None:
         dataset = dataset.take(limit)
     pipeline_options.setdefault("training", str(split).startswith("train"))
@@ -516,11 +535,11 @@ def load_classification_data(
     if kind == "tfds" and location:
         builder = _tfds_builder(location, data_dir)
         _prepare_tfds(builder, location)
-        label_feature = _supervised_keys(builder.info, location)
+        image_key, label_key, label_feature = _image_and_label_keys(builder.info, location)
         available = {name: info.num_examples for name, info in builder.info.splits.items()}
     elif kind == "folder" and location:
         builder = _image_folder_builder(location)
-        label_feature = builder.info.features["label"]
+        image_key, label_key, label_feature = "image", "label", builder.info.features["label"]
         available = {name: info.num_examples for name, info in builder.info.splits.items()}
     else:
         raise ValueError(
@@ -548,7 +567,7 @@ def load_classification_data(
 
     datasets, counts, splits = {}, {}, {}
     for split, (name, start, stop) in plan.items():
-        dataset = builder.as_dataset(split=name, as_supervised=True, shuffle_files=False)
+        dataset = _as_pairs(builder, name, image_key, label_key)
         stop = available[name] if stop is None else stop
         dataset = dataset.skip(start).take(stop - start)
         if limit is not None:
