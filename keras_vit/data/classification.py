@@ -495,7 +495,8 @@ def load_classification_data(
         source: "digits" (the embedded handwritten digits), "tfds:NAME" (a tensorflow-datasets
             classification set) or "folder:PATH" (a folder `PATH/<split>/<class>/<image>`).
             When the source has no validation split, the last 10% of its training split is held out
-            for validation; when it has no test split, its validation split is the test split.
+            for validation; when it has no test split, its validation split is also the test split
+            (with neither, the held-out part of train is both).
         image_size: the model's input size.
         batch_size: examples per batch (for every split).
         randaugment, mixup, cutmix, one_hot, label_smoothing, seed: see `classification_pipeline`
@@ -567,13 +568,16 @@ def load_classification_data(
 
     datasets, counts, splits = {}, {}, {}
     for split, (name, start, stop) in plan.items():
-        dataset = _as_pairs(builder, name, image_key, label_key)
         stop = available[name] if stop is None else stop
-        dataset = dataset.skip(start).take(stop - start)
+        whole = (start, stop) == (0, available[name])
+        if kind == "tfds":  # tfds reads just the slice; ImageFolder has no sub-splits
+            dataset = _as_pairs(builder, name if whole else f"{name}[{start}:{stop}]", image_key, label_key)
+        else:
+            dataset = _as_pairs(builder, name, image_key, label_key).skip(start).take(stop - start)
         if limit is not None:
             dataset = dataset.take(limit)
         counts[split] = min(stop - start, limit) if limit is not None else stop - start
-        splits[split] = name if (start, stop) == (0, available[name]) else f"{name}[{start}:{stop}]"
+        splits[split] = name if whole else f"{name}[{start}:{stop}]"
         options = dict(common, **(train_options if split == "train" else {"training": False}))
         options["cache"] = kind == "folder"
         datasets[split] = classification_pipeline(dataset, label_feature.num_classes, **options)
