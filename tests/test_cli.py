@@ -25,8 +25,10 @@ def run_cli(args, cwd):
 
 def test_train_end_to_end(tmp_path):
     # The real command in a fresh process, as a user runs it: `python -m keras_vit train`.
+    # One thread per op: torch's OpenMP threads spin on a busy CPU (JAX takes its threads from XLA_FLAGS).
+    threads = [] if BACKEND == "jax" else ["--threads", "1"]
     result = run_cli(
-        ["train", "--epochs", "2", "--limit", "96", "--batch-size", "32", "--mixup", "0.2", "--cutmix", "1.0", *TINY],
+        ["train", "--epochs", "2", "--limit", "96", "--batch-size", "32", "--mixup", "0.2", "--cutmix", "1.0", *threads, *TINY],
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
