@@ -67,11 +67,10 @@ def add_train_parser(subparsers):
             "With no arguments: a small ViT from scratch on scikit-learn's handwritten digits (shipped "
             "with the package, no download)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     model = parser.add_argument_group("model")
     model.add_argument("--model", type=_model_name, default="custom",
-                       help=f"{', '.join(MODEL_NAMES)}, or custom (set by the flags below)")
+                       help=f"{', '.join(MODEL_NAMES)}, or custom (set by the flags below) (default: %(default)s)")
     model.add_argument("--patch-size", type=_positive_int, help=f"custom ViT patch size (default {DEFAULT_CUSTOM_VIT['patch_size']})")
     model.add_argument("--hidden-dim", type=_positive_int, help=f"custom ViT width (default {DEFAULT_CUSTOM_VIT['hidden_dim']})")
     model.add_argument("--depth", type=_positive_int, help=f"custom ViT blocks (default {DEFAULT_CUSTOM_VIT['depth']})")
@@ -79,31 +78,31 @@ def add_train_parser(subparsers):
     model.add_argument("--mlp-dim", type=_positive_int, help=f"custom ViT MLP width (default {DEFAULT_CUSTOM_VIT['mlp_dim']})")
     model.add_argument("--image-size", type=_positive_int,
                        help=f"input size (default {DEFAULT_CUSTOM_IMAGE_SIZE} for custom, {DEFAULT_NAMED_IMAGE_SIZE} for named models)")
-    model.add_argument("--pooling", choices=("token", "gap"), default="token", help="class token or mean of the patch tokens")
+    model.add_argument("--pooling", choices=("token", "gap"), default="token", help="class token or mean of the patch tokens (default: %(default)s)")
     model.add_argument("--weights", default=None,
                        help="start from a checkpoint (a file or a published name); the head is re-initialized for the dataset's classes")
-    model.add_argument("--dropout", type=float, default=0.0, help="dropout rate")
-    model.add_argument("--drop-path-rate", type=float, default=0.1, help="stochastic depth rate of the last block")
+    model.add_argument("--dropout", type=float, default=0.0, help="dropout rate (default: %(default)s)")
+    model.add_argument("--drop-path-rate", type=float, default=0.1, help="stochastic depth rate of the last block (default: %(default)s)")
 
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="digits", help="digits, tfds:NAME (e.g. tfds:cifar10) or folder:PATH (PATH/<split>/<class>/<image>)")
+    data.add_argument("--dataset", default="digits", help="digits, tfds:NAME (e.g. tfds:cifar10) or folder:PATH (PATH/<split>/<class>/<image>) (default: %(default)s)")
     data.add_argument("--data-dir", default=None, help="tensorflow-datasets data folder (tfds: datasets)")
     data.add_argument("--limit", type=_positive_int, default=None, help="use at most this many examples per split (quick runs)")
     data.add_argument("--randaugment", action="store_true", help="Keras RandAugment on the training images")
-    data.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="MixUp alpha (0: off)")
-    data.add_argument("--cutmix", type=float, default=0.0, metavar="FACTOR", help="CutMix factor (0: off)")
-    data.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing")
+    data.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="MixUp alpha (0: off) (default: %(default)s)")
+    data.add_argument("--cutmix", type=float, default=0.0, metavar="FACTOR", help="CutMix factor (0: off) (default: %(default)s)")
+    data.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing (default: %(default)s)")
 
     training = parser.add_argument_group("training")
-    training.add_argument("--epochs", type=_positive_int, default=20, help="training epochs")
-    training.add_argument("--batch-size", type=_positive_int, default=64, help="examples per batch")
-    training.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (AdamW)")
-    training.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay")
-    training.add_argument("--warmup-epochs", type=float, default=3.0, help="linear warmup before the cosine decay")
-    training.add_argument("--seed", type=int, default=0, help="seed of the weights, shuffling and augmentation")
+    training.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (default: %(default)s)")
+    training.add_argument("--batch-size", type=_positive_int, default=64, help="examples per batch (default: %(default)s)")
+    training.add_argument("--learning-rate", type=float, default=2e-3, help="peak learning rate (AdamW) (default: %(default)s)")
+    training.add_argument("--weight-decay", type=float, default=0.05, help="AdamW weight decay (default: %(default)s)")
+    training.add_argument("--warmup-epochs", type=float, default=3.0, help="linear warmup before the cosine decay (default: %(default)s)")
+    training.add_argument("--seed", type=int, default=0, help="seed of the weights, shuffling and augmentation (default: %(default)s)")
     training.add_argument("--threads", type=_positive_int, default=None,
                           help="CPU threads per op (torch and tensorflow backends); 1 is often faster for small models on a busy CPU")
-    training.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity: 1 shows progress bars")
+    training.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity: 1 shows progress bars (default: %(default)s)")
     training.add_argument("--output", default=None, help="where to save the model (.keras); default saved_models/<model>_<dataset>.keras")
     parser.set_defaults(run=run_train)
     return parser
@@ -276,7 +275,7 @@ def main(argv=None):
         return 2
     try:
         return args.run(args)
-    except (CommandError, ValueError, FileNotFoundError, RuntimeError) as error:
+    except (CommandError, ValueError, OSError, RuntimeError) as error:
         print(f"keras-vit {args.command}: error: {error}", file=sys.stderr)
         return 1
 
