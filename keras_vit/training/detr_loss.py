@@ -197,7 +197,7 @@ def _assign_on_host(cost, valid, labels, boxes, num_classes):
 
 def _host_assignment(cost, valid, labels, boxes, num_classes):
     """Runs `_assign_on_host` from inside a (possibly compiled) computation on any backend."""
-    cost, valid, labels, boxes = (ops.stop_gradient(x) for x in (cost, valid, labels, boxes))
+    cost, valid, labels, boxes = (ops.stop_gradient(ops.convert_to_tensor(x)) for x in (cost, valid, labels, boxes))
     max_boxes = valid.shape[-1]
     host = lambda *arrays: _assign_on_host(*arrays, num_classes=num_classes)  # noqa: E731
     backend = keras.backend.backend()
@@ -258,12 +258,22 @@ class HungarianMatcher:
         return self.cost_bbox * cost_bbox + self.cost_class * cost_class + self.cost_giou * cost_giou
 
     def __call__(self, logits, pred_boxes, targets):
-        labels = ops.cast(targets["labels"], "int32")
+        if keras.backend.backend() == "jax" and not _is_jax_tracing((logits, pred_boxes, targets)):
+            import jax  # eager JAX: compile once rather than op by op
+
+            if getattr(self, "_jitted", None) is None:
+                self._jitted = jax.jit(self._match)
+            return self._jitted(logits, pred_boxes, dict(targets))
+        return self._match(logits, pred_boxes, targets)
+
+    def _match(self, logits, pred_boxes, targets):
+        raw_labels = ops.cast(targets["labels"], "int32")
         valid = ops.cast(targets["valid"], "float32")
         boxes = _safe_target_boxes(ops.cast(targets["boxes"], "float32"), valid)
+        labels = _safe_labels(raw_labels, valid, ops.shape(logits)[-1])
         cost = self.cost_matrix(logits, pred_boxes, labels, boxes)
-        # The matcher checks the real target boxes, not the stand-ins for padding.
-        return _host_assignment(cost, valid, labels, targets["boxes"], self.num_classes)
+        # The host checks the targets as given, not the stand-ins for padding.
+        return _host_assignment(cost, valid, raw_labels, targets["boxes"], self.num_classes)
 
     def get_config(self):
         return {
@@ -278,11 +288,23 @@ class HungarianMatcher:
         return cls(**config)
 
 
+def _safe_labels(labels, valid, num_logits):
+    # Padding slots may hold any label; out-of-range values would break one_hot on some backends
+    # before the host check can name them, so the device side only sees labels in range.
+    return ops.clip(ops.where(valid > 0, labels, 0), 0, num_logits - 1)
+
+
 def _safe_target_boxes(boxes, valid):
     # Padding slots hold arbitrary (often all-zero) boxes; a zero-area box makes GIoU 0/0 = NaN, and
     # NaN * 0 is still NaN in the gradient. Give padding a harmless full-image box instead.
     placeholder = ops.convert_to_tensor(np.array([0.5, 0.5, 1.0, 1.0], "float32"))
     return ops.where(ops.expand_dims(valid, -1) > 0, boxes, placeholder)
+
+
+def _is_jax_tracing(structure):
+    import jax
+
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(structure))
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -353,6 +375,18 @@ class DETRLoss:
         return logits, boxes
 
     def __call__(self, y_true, y_pred):
+        if keras.backend.backend() == "jax" and not _is_jax_tracing((y_true, y_pred)):
+            # Eager JAX runs op by op, compiling each for every new shape (seconds per call):
+            # compile the whole loss once instead.
+            import jax
+
+            if getattr(self, "_jitted", None) is None:
+                self._jitted = jax.jit(self.compute)
+            return self._jitted(dict(y_true), dict(y_pred))
+        return self.compute(y_true, y_pred)
+
+    def compute(self, y_true, y_pred):
+        """The loss dict, traced op by op (what `__call__` runs inside a compiled train step)."""
         logits, pred_boxes = self._layer_outputs(y_pred)
         expected = self.num_classes + 1
         if logits.shape[-1] is not None and logits.shape[-1] != expected:
@@ -371,11 +405,12 @@ class DETRLoss:
         flat = lambda x: ops.reshape(x, (-1,) + tuple(x.shape[2:]))  # noqa: E731
         logits, pred_boxes = flat(logits), flat(pred_boxes)
         repeat = lambda x: ops.repeat(x, num_layers, axis=0)  # noqa: E731
-        valid, labels, raw_boxes = repeat(valid), repeat(labels), repeat(raw_boxes)
+        valid, raw_labels, raw_boxes = repeat(valid), repeat(labels), repeat(raw_boxes)
         target_boxes = _safe_target_boxes(raw_boxes, valid)
+        labels = _safe_labels(raw_labels, valid, self.num_classes + 1)
 
         cost = self.matcher.cost_matrix(logits, pred_boxes, labels, target_boxes)
-        assignment = _host_assignment(cost, valid, labels, raw_boxes, self.matcher.num_classes)
+        assignment = _host_assignment(cost, valid, raw_labels, raw_boxes, self.matcher.num_classes)
 
         # Gathers as one-hot products: static shapes, exportable, differentiable in pred_boxes.
         matched = valid * ops.cast(assignment >= 0, "float32")  # (N, M)
