@@ -8,3 +8,13 @@ from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.preprocessing import ImageNormalization
 from keras_vit.layers.tokens import ClassToken
+from keras_vit.layers.frozen_batch_norm import FrozenBatchNormalization
+from keras_vit.layers.detr import (
+    BoxHead,
+    DETRAttention,
+    DETRDecoderLayer,
+    DETREncoderLayer,
+    ObjectQueries,
+    PaddingMaskResize,
+    SinePositionEmbedding,
+)

@@ -11,3 +11,5 @@ from keras_vit.models.vit import (
     ViTS32,
     ViTTi16,
 )
+from keras_vit.models.detr import DETR, DETRModel, DETRResNet50, DETRResNet101
+from keras_vit.models.resnet import ResNet, ResNet50, ResNet101
