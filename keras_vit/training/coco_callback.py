@@ -113,6 +113,8 @@ def evaluate_coco(model, dataset, num_classes=None, threshold=0.0, max_batches=N
     if num_classes is None:
         raise ValueError("evaluate_coco: pass num_classes (the model has no num_classes attribute).")
     detections, ground_truths, sizes = [], [], []
+    if hasattr(dataset, "as_numpy_iterator"):  # tf.data: NumPy batches feed every backend
+        dataset = dataset.as_numpy_iterator()
     for index, batch in enumerate(dataset):
         if max_batches is not None and index >= max_batches:
             break
