@@ -96,10 +96,10 @@ def test_fit_compiled_backbone_ten_times_slower_and_learns():
     np.testing.assert_allclose(max(other_moves), 1e-2, rtol=0.05)
     assert len(other_moves) > len(model.trainable_variables) // 2
 
-    callback = COCOMetricsCallback([(images, targets)], frequency=5)
-    history = model.fit(images, targets, batch_size=4, epochs=15, verbose=0, callbacks=[callback])
+    callback = COCOMetricsCallback([(images, targets)], frequency=3)
+    history = model.fit(images, targets, batch_size=4, epochs=9, verbose=0, callbacks=[callback])
     losses = first.history["loss"] + history.history["loss"]
-    assert np.all(np.isfinite(losses)) and losses[-1] < 0.7 * losses[0], losses
+    assert np.all(np.isfinite(losses)) and losses[-1] < 0.8 * losses[0], losses
     for key in ("loss_ce", "loss_bbox", "loss_giou"):
         assert np.isfinite(history.history[key][-1])
     assert len(history.history["val_mAP"]) == 3 and len(callback.history) == 3
