@@ -207,3 +207,20 @@ def test_loss_config_round_trip():
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss_fn))
     assert restored.get_config() == loss_fn.get_config()
     assert restored.matcher.cost_class == 2.0 and restored.eos_coef == 0.2
+
+
+def test_xla_on_tensorflow_is_refused_with_a_clear_error():
+    if BACKEND != "tensorflow":
+        pytest.skip("XLA-compiled tf.function is TensorFlow-only; JAX's jit and torch run the host matching")
+    import tensorflow as tf
+
+    data = load_fixture("detr_tiny")
+    loss_fn = DETRLoss(NUM_CLASSES)
+    targets = fixture_targets(data)
+
+    @tf.function(jit_compile=True)
+    def compiled(logits, boxes):
+        return loss_fn(targets, {"logits": logits, "pred_boxes": boxes})["loss"]
+
+    with pytest.raises(ValueError, match="jit_compile=False"):
+        compiled(tf.constant(data["logits"]), tf.constant(data["pred_boxes"]))

@@ -203,7 +203,13 @@ def _host_assignment(cost, valid, labels, boxes, num_classes):
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
+        from tensorflow.python.ops import control_flow_util
 
+        if control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph()):
+            raise ValueError(
+                "DETR's Hungarian matching runs on the host (scipy) and XLA cannot compile it: on "
+                "TensorFlow, compile the model with jit_compile=False (Keras picks XLA by itself on a GPU)."
+            )
         out = tf.numpy_function(host, [cost, valid, labels, boxes], tf.int32, stateful=False)
         out.set_shape([cost.shape[0], max_boxes])
         return out
