@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import keras_vit
-from conftest import fixture_path, load_fixture, to_numpy
+from conftest import BACKEND, fixture_path, load_fixture, to_numpy
 from keras_vit.models.resnet import ResNet
 from keras_vit.weights import WeightsMismatchError, read_checkpoint
 from keras_vit.weights.detr import convert_detr
@@ -37,14 +37,22 @@ def patchify_cnn(channels=16):
     )
 
 
+def predict(model, inputs):
+    """The model's outputs as NumPy. JAX runs the model compiled (predict_on_batch): op-by-op
+    eager JAX compiles every op for every new shape, which costs minutes on a 2-core machine."""
+    if BACKEND == "jax":
+        return model.predict_on_batch(inputs)
+    return {k: to_numpy(v) for k, v in model(inputs).items()}
+
+
 def fixture_inputs(ref):
     return {"images": ref["input_nhwc"], "pixel_mask": ref["pixel_mask"]}
 
 
 def assert_matches_reference(model, ref):
-    out = model(fixture_inputs(ref))
-    np.testing.assert_allclose(to_numpy(out["logits"]), ref["logits"], atol=1e-4)
-    np.testing.assert_allclose(to_numpy(out["pred_boxes"]), ref["pred_boxes"], atol=1e-4)
+    out = predict(model, fixture_inputs(ref))
+    np.testing.assert_allclose(out["logits"], ref["logits"], atol=1e-4)
+    np.testing.assert_allclose(out["pred_boxes"], ref["pred_boxes"], atol=1e-4)
 
 
 @pytest.mark.parametrize("checkpoint", ["detr_tiny.safetensors", "detr_tiny_hubnames.safetensors"])
@@ -138,7 +146,8 @@ def test_dilation_gives_stride_16_with_dilated_last_stage():
     assert resnet.compute_output_shape((None, 64, 96, 3)) == (None, 4, 6, 128)
     assert [resnet.get_layer(n).dilation for n in ("layer4_0", "layer4_1")] == [1, 2]
     assert resnet.get_layer("layer4_0").stride == 1
-    out = resnet(np.zeros((1, 64, 96, 3), "float32"))
+    images = np.zeros((1, 64, 96, 3), "float32")
+    out = resnet.predict_on_batch(images) if BACKEND == "jax" else resnet(images)
     assert tuple(out.shape) == (1, 4, 6, 128)
 
 
@@ -146,32 +155,32 @@ def test_padding_changes_no_prediction():
     rng = np.random.default_rng(1)
     model = keras_vit.DETR(patchify_cnn(), **SMALL)
     image = rng.uniform(-1, 1, (1, 32, 48, 3)).astype("float32")
-    alone = model(image)
+    alone = predict(model, image)
     batch = rng.uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
     mask = np.ones((2, 64, 64), "float32")
     batch[1] = 0.0
     batch[1, :32, :48] = image[0]
     mask[1] = 0.0
     mask[1, :32, :48] = 1.0
-    padded = model({"images": batch, "pixel_mask": mask})
+    padded = predict(model, {"images": batch, "pixel_mask": mask})
     for key in ("logits", "pred_boxes", "aux_logits", "aux_pred_boxes"):
-        np.testing.assert_allclose(to_numpy(padded[key])[1], to_numpy(alone[key])[0], atol=1e-4)
+        np.testing.assert_allclose(padded[key][1], alone[key][0], atol=1e-4)
 
 
 def test_auxiliary_outputs_are_earlier_decoder_layers():
     rng = np.random.default_rng(2)
     images = rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32")
     deep = keras_vit.DETR(patchify_cnn(), **SMALL)
-    out = deep(images)
+    out = predict(deep, images)
     assert tuple(out["aux_logits"].shape) == (2, 1, 5, 4) and tuple(out["aux_pred_boxes"].shape) == (2, 1, 5, 4)
     # A one-layer decoder with the same weights predicts what the first layer's auxiliary head does.
     shallow = keras_vit.DETR(patchify_cnn(), **{**SMALL, "num_decoder_layers": 1})
-    assert "aux_logits" not in shallow(images)
     for name in ("backbone", "input_proj", "encoder_0", "query_embed", "decoder_0", "decoder_norm", "class_embed", "bbox_embed"):
         shallow.get_layer(name).set_weights(deep.get_layer(name).get_weights())
-    first = shallow(images)
-    np.testing.assert_allclose(to_numpy(first["logits"]), to_numpy(out["aux_logits"])[:, 0], atol=1e-5)
-    np.testing.assert_allclose(to_numpy(first["pred_boxes"]), to_numpy(out["aux_pred_boxes"])[:, 0], atol=1e-5)
+    first = predict(shallow, images)
+    assert "aux_logits" not in first
+    np.testing.assert_allclose(first["logits"], out["aux_logits"][:, 0], atol=1e-5)
+    np.testing.assert_allclose(first["pred_boxes"], out["aux_pred_boxes"][:, 0], atol=1e-5)
 
 
 def test_dict_backbone_uses_largest_stride():
@@ -181,8 +190,8 @@ def test_dict_backbone_uses_largest_stride():
     backbone = keras.Model(inputs, {"stride_4": stride4, "stride_8": stride8}, name="pyramid")
     model = keras_vit.DETR(backbone, **SMALL)
     assert model.input_proj.kernel.shape == (1, 1, 12, 32)
-    out = model(np.zeros((1, 32, 40, 3), "float32"))
-    assert tuple(out["logits"].shape) == (1, 5, 4)
+    out = predict(model, np.zeros((1, 32, 40, 3), "float32"))
+    assert out["logits"].shape == (1, 5, 4)
 
 
 def test_keras_file_round_trip(tmp_path):
@@ -192,7 +201,7 @@ def test_keras_file_round_trip(tmp_path):
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, keras_vit.DETRModel)
-    np.testing.assert_allclose(to_numpy(loaded(images)["logits"]), to_numpy(model(images)["logits"]), atol=1e-6)
+    np.testing.assert_allclose(predict(loaded, images)["logits"], predict(model, images)["logits"], atol=1e-6)
 
 
 def _detection_data(num_images=4, size=32, max_boxes=3, seed=4):

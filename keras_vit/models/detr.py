@@ -30,6 +30,7 @@ from keras_vit.layers.detr import (
 )
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 from keras_vit.models import resnet
+from keras_vit.weights import detr as _detr_weights  # noqa: F401  (registers the published checkpoints)
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 BACKBONES = {"resnet50": resnet.ResNet50, "resnet101": resnet.ResNet101}
@@ -336,9 +337,20 @@ class DETRModel(keras.Model):
         """Like `keras.Model.compile`; `loss=None` means DETR's set loss (`DETRLoss`).
 
         `loss` may be any callable `(y_true, y_pred) -> {"loss": total, ...}` or a
-        scalar; `loss_ce`, `loss_bbox`, `loss_giou` in its result are logged.
+        scalar; `loss_ce`, `loss_bbox`, `loss_giou` in its result are logged. On
+        TensorFlow `jit_compile` defaults to False: the matching is a host call.
+
+        Example:
+        >>> import keras
+        >>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 8, strides=8)])
+        >>> model = DETR(cnn, num_classes=3, num_queries=5, hidden_dim=32, num_encoder_layers=1,
+        ...              num_decoder_layers=2, num_heads=4, ffn_dim=64)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-4))
         """
         object.__setattr__(self, "_detr_loss_fn", loss if loss is not None else self._default_loss())
+        if keras.backend.backend() == "tensorflow" and kwargs.get("jit_compile", "auto") == "auto":
+            # The Hungarian matching runs on the host (tf.numpy_function), which XLA cannot compile.
+            kwargs["jit_compile"] = False
         super().compile(optimizer=optimizer, loss=None, **kwargs)
 
     def _default_loss(self):

@@ -11,7 +11,38 @@ the plan strictly (see `assignment`): every key used, every weight filled.
 
 import numpy as np
 
+from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_vit.weights.assignment import WeightAssignment, conv_kernel, linear_kernel
+from keras_vit.weights.published import register_published
+
+_HUB = "https://huggingface.co/{name}/resolve/main/pytorch_model.bin"
+
+
+def _published(name):
+    return {
+        "name": name,
+        "family": "detr",
+        "url": _HUB.format(name=name),
+        "filename": name.replace("/", "--") + ".bin",
+        "num_classes": 91,
+        "image_size": None,  # any size; the reference resizes the shorter side to 800
+        "mean": IMAGENET_MEAN,
+        "std": IMAGENET_STD,
+    }
+
+
+# transformers' COCO checkpoints (transformers-4 key names, timm ResNet backbones).
+register_published(
+    *(
+        _published(n)
+        for n in (
+            "facebook/detr-resnet-50",
+            "facebook/detr-resnet-50-dc5",
+            "facebook/detr-resnet-101",
+            "facebook/detr-resnet-101-dc5",
+        )
+    )
+)
 
 _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))
 
