@@ -237,7 +237,7 @@ class HungarianMatcher:
     >>> logits = np.zeros((1, 3, 3), "float32")
     >>> pred = np.array([[[0.2, 0.2, 0.1, 0.1], [0.5, 0.5, 0.2, 0.2], [0.8, 0.8, 0.1, 0.1]]], "float32")
     >>> targets = pad_detection_targets([[[0.8, 0.8, 0.1, 0.1]]], [[1]], max_boxes=2)
-    >>> np.asarray(matcher(logits, pred, targets)).tolist()
+    >>> keras.ops.convert_to_numpy(matcher(logits, pred, targets)).tolist()
     [[2, -1]]
     """
 
