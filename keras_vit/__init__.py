@@ -25,3 +25,6 @@ from keras_vit.models import (
 )
 from keras_vit.models import TNT, TNTB16, TNTS16
 from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer
+from keras_vit.models.detr import DETR, DETRModel, DETRResNet50, DETRResNet101
+from keras_vit.models.resnet import ResNet, ResNet50, ResNet101
+from keras_vit import training

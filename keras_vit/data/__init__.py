@@ -18,3 +18,12 @@ from keras_vit.data.classification import (
     load_digits,
     tfds_dataset,
 )
+
+# Detection (keras_vit/data/detection.py, keras_vit/data/shapes.py).
+from keras_vit.data.detection import (
+    coco_detection_dataset,
+    detection_dataset_from_arrays,
+    load_coco_folder,
+    prepare_detection_dataset,
+)
+from keras_vit.data.shapes import SHAPES_CLASS_NAMES, make_shapes_dataset, make_shapes_image

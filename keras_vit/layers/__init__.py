@@ -18,4 +18,13 @@ from keras_vit.layers.swin import (
     shifted_window_mask,
     window_merge,
     window_partition,
+from keras_vit.layers.frozen_batch_norm import FrozenBatchNormalization
+from keras_vit.layers.detr import (
+    BoxHead,
+    DETRAttention,
+    DETRDecoderLayer,
+    DETREncoderLayer,
+    ObjectQueries,
+    PaddingMaskResize,
+    SinePositionEmbedding,
 )
