@@ -18,6 +18,7 @@ from keras_vit.layers.swin import (
     shifted_window_mask,
     window_merge,
     window_partition,
+)
 from keras_vit.layers.frozen_batch_norm import FrozenBatchNormalization
 from keras_vit.layers.detr import (
     BoxHead,
