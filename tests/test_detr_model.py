@@ -183,25 +183,21 @@ def test_auxiliary_outputs_are_earlier_decoder_layers():
     np.testing.assert_allclose(first["pred_boxes"], out["aux_pred_boxes"][:, 0], atol=1e-5)
 
 
-def test_dict_backbone_uses_largest_stride():
+def test_dict_backbone_uses_largest_stride_and_round_trips_through_keras_file(tmp_path):
     inputs = keras.Input((None, None, 3))
     stride4 = keras.layers.Conv2D(8, 4, strides=4)(inputs)
     stride8 = keras.layers.Conv2D(12, 2, strides=2)(stride4)
     backbone = keras.Model(inputs, {"stride_4": stride4, "stride_8": stride8}, name="pyramid")
     model = keras_vit.DETR(backbone, **SMALL)
     assert model.input_proj.kernel.shape == (1, 1, 12, 32)
-    out = predict(model, np.zeros((1, 32, 40, 3), "float32"))
+    images = np.random.default_rng(3).uniform(-1, 1, (1, 32, 40, 3)).astype("float32")
+    out = predict(model, images)
     assert out["logits"].shape == (1, 5, 4)
-
-
-def test_keras_file_round_trip(tmp_path):
-    images = np.random.default_rng(3).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
-    model = keras_vit.DETR(patchify_cnn(), **SMALL)
     path = os.path.join(tmp_path, "detr.keras")
     model.save(path)
     loaded = keras.saving.load_model(path)
     assert isinstance(loaded, keras_vit.DETRModel)
-    np.testing.assert_allclose(predict(loaded, images)["logits"], predict(model, images)["logits"], atol=1e-6)
+    np.testing.assert_allclose(predict(loaded, images)["logits"], out["logits"], atol=1e-6)
 
 
 def _detection_data(num_images=4, size=32, max_boxes=3, seed=4):
@@ -228,16 +224,16 @@ def stand_in_loss(y_true, y_pred):
     return {"loss": ce + 5.0 * l1, "loss_ce": ce, "loss_bbox": l1}
 
 
-def test_fit_reaches_compute_loss_and_logs_terms():
-    x, y = _detection_data()
+def test_compile_loss_argument_reaches_compute_loss_and_metrics():
+    x, y = _detection_data(num_images=2)
     model = keras_vit.DETR(patchify_cnn(), **SMALL)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=stand_in_loss)
-    before = to_numpy(model.class_embed.kernel).copy()
-    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0)
-    losses = history.history["loss"]
-    assert {"loss", "loss_ce", "loss_bbox"} <= set(history.history)
-    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
-    assert not np.allclose(before, to_numpy(model.class_embed.kernel))
+    model.compile(optimizer="adam", loss=stand_in_loss)
+    y_pred = predict(model, x)
+    total = model.compute_loss(x, y, y_pred)
+    expected = stand_in_loss(y, y_pred)
+    np.testing.assert_allclose(to_numpy(total), to_numpy(expected["loss"]), rtol=1e-6)
+    np.testing.assert_allclose(to_numpy(model.loss_ce_tracker.result()), to_numpy(expected["loss_ce"]), rtol=1e-6)
+    assert {"loss_ce", "loss_bbox", "loss_giou"} <= {m.name for m in model.metrics}
 
 
 def test_fit_with_detr_set_loss():
@@ -248,9 +244,12 @@ def test_fit_with_detr_set_loss():
     x, y = _detection_data()
     model = keras_vit.DETR(patchify_cnn(), **SMALL)
     model.compile(optimizer=keras.optimizers.Adam(1e-3))  # no loss: DETR's own set loss
-    history = model.fit(x, y, batch_size=2, epochs=2, verbose=0)
+    before = to_numpy(model.class_embed.kernel).copy()
+    history = model.fit(x, y, batch_size=2, epochs=3, verbose=0)
     assert {"loss", "loss_ce", "loss_bbox", "loss_giou"} <= set(history.history)
-    assert np.all(np.isfinite(history.history["loss"]))
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    assert not np.allclose(before, to_numpy(model.class_embed.kernel))
 
 
 def test_bad_inputs_raise_clear_errors():

@@ -323,7 +323,7 @@ class DETRDecoderLayer(_PostNormLayer):
         self.norm2 = self._norm("norm2")
         self.norm3 = self._norm("norm3")
 
-    def build(self, tgt_shape, memory_shape=None, pos_shape=None, query_pos_shape=None, mask_shape=None):
+    def build(self, tgt_shape, memory_shape=None, pos_shape=None, query_pos_shape=None, memory_mask_shape=None):
         memory_shape = memory_shape or tgt_shape
         self.self_attn.build(tgt_shape, tgt_shape, tgt_shape)
         self.norm1.build(tgt_shape)

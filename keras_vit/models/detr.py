@@ -13,6 +13,14 @@ one batch). Outputs: a dict with `logits` (B, Q, num_classes + 1), `pred_boxes`
 (B, Q, 4; normalized cx, cy, w, h relative to each image's real, unpadded
 extent) and, with `auxiliary_outputs=True`, `aux_logits` / `aux_pred_boxes`
 (B, L - 1, Q, ...) from decoder layers 0 .. L-2 for the auxiliary losses.
+
+Padding: the transformer ignores padded positions exactly (padded keys are
+masked out, sine positions are normalized by each image's real extent), so with
+a backbone whose receptive fields stay inside the image the predictions of a
+padded image equal those of the image alone. A ResNet's convolutions near the
+bottom/right border do see the padding (zeros, shifted by frozen BatchNorm), as
+in the reference implementations, which this reproduces exactly; there the
+predictions move slightly with the amount of padding.
 """
 
 import re
