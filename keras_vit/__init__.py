@@ -23,3 +23,5 @@ from keras_vit.models import (
     ViTS32,
     ViTTi16,
 )
+from keras_vit import export
+from keras_vit.export import export_saved_model, export_tflite, evaluate_tflite
