@@ -58,6 +58,7 @@ class ExportJob:
     quantization: str = None
     representative_data: object = None
     min_top1_agreement: float = None
+    input_shape: tuple = None
 
 
 def _check_job(job):
@@ -79,6 +80,16 @@ def _check_job(job):
         raise ValueError(f"{path} is a directory; give a .tflite file path.")
     if job.format == "saved_model" and os.path.isfile(path):
         raise ValueError(f"{path} is a file; a SavedModel is a directory, give a directory path.")
+    if job.input_shape is not None:
+        job.input_shape = tuple(int(d) for d in job.input_shape)
+    specs = signature.input_specs(job.model, job.input_shape)
+    if job.format == "tflite":
+        for name, shape, _ in specs:
+            if any(d is None for d in shape[1:]):
+                raise ValueError(
+                    f"Input '{name}' of {job.model.name} has an unknown size {shape}; a .tflite file needs a fixed "
+                    "one: pass input_shape=(height, width, 3)."
+                )
     return path
 
 
@@ -178,7 +189,7 @@ def _run_in_subprocess(models, jobs, timeout):
             model.save(path)
             request["models"].append(path)
         for i, job in enumerate(jobs):
-            entry = {k: job[k] for k in ("model", "format", "path", "quantization")}
+            entry = {k: job[k] for k in ("model", "format", "path", "quantization", "input_shape")}
             for key in ("representative", "samples"):
                 if job.get(key) is not None:
                     entry[key] = f"{key}_{i}.npz"
@@ -230,22 +241,27 @@ def export_many(jobs, num_samples=None, raise_errors=True, timeout=1800):
         if id(job.model) not in model_index:
             model_index[id(job.model)] = len(models)
             models.append(job.model)
-    wants_int8 = {model_index[id(j.model)] for j in jobs if j.quantization == "int8"}
-    samples, references = [], []
-    for i, model in enumerate(models):
-        count = num_samples or (64 if i in wants_int8 else 16)
-        inputs = verification.sample_inputs(model, count)
-        samples.append(inputs)
-        outputs = model(signature.pack_inputs(model, inputs), training=False)
-        references.append(signature.to_numpy_dict(outputs))
+    # One sample set and reference per (model, input shape); 64 digits when a job is int8.
+    variant_of, samples, references = {}, [], []
+    for job in jobs:
+        key = (id(job.model), job.input_shape)
+        if key not in variant_of:
+            variant_of[key] = len(samples)
+            wants_int8 = any(j.quantization == "int8" for j in jobs if (id(j.model), j.input_shape) == key)
+            count = num_samples or (64 if wants_int8 else 16)
+            inputs = verification.sample_inputs(job.model, count, input_shape=job.input_shape)
+            samples.append(inputs)
+            outputs = job.model(signature.pack_inputs(job.model, inputs), training=False)
+            references.append(signature.to_numpy_dict(outputs))
 
     temps = [_temp_path(path) for path in paths]
     requests = []
     for job, temp in zip(jobs, temps):
-        m = model_index[id(job.model)]
+        v = variant_of[(id(job.model), job.input_shape)]
         rep = None if job.representative_data is None else representative_arrays(job.model, job.representative_data)
-        requests.append({"model": m, "format": job.format, "path": temp, "quantization": job.quantization,
-                         "representative": rep, "samples": samples[m] if job.format == "saved_model" else None})
+        requests.append({"model": model_index[id(job.model)], "variant": v, "format": job.format, "path": temp,
+                         "quantization": job.quantization, "input_shape": job.input_shape, "representative": rep,
+                         "samples": samples[v] if job.format == "saved_model" else None})
     try:
         if keras.backend.backend() == "tensorflow":
             from keras_vit.export import tf_conversion
@@ -272,7 +288,7 @@ def _finish(job, path, temp, request, result, samples, references):
     """Checks one written file against the Keras outputs and installs it."""
     if not result["ok"]:
         raise ERROR_TYPES.get(result["type"], ExportError)(result["message"])
-    m = request["model"]
+    m = request["variant"]
     ops = ()
     if job.format == "tflite":
         ops = tuple(tflite_ops(temp))

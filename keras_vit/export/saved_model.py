@@ -3,7 +3,7 @@
 from keras_vit.export.exporter import ExportJob, export_many
 
 
-def export_saved_model(model, path, num_samples=None):
+def export_saved_model(model, path, input_shape=None, num_samples=None):
     """Writes `model` as a SavedModel directory with a `serving_default` signature.
 
     The signature takes the model's inputs by name (`images`, plus `pixel_mask`
@@ -16,6 +16,9 @@ def export_saved_model(model, path, num_samples=None):
     and run on digit images, compared with the Keras model (max |diff| <= 1e-4),
     and only then moved onto `path`; on any failure `path` is left as it was.
 
+    `input_shape` (height, width, channels) fixes the image size of a model built
+    for any size (DETR); by default the model's own input shape is kept.
+
     Returns:
         An `ExportReport` (max_abs_diff, platforms, path, ...).
 
@@ -27,4 +30,4 @@ def export_saved_model(model, path, num_samples=None):
     >>> report.max_abs_diff < 1e-4  # doctest: +SKIP
     True
     """
-    return export_many([ExportJob(model, "saved_model", path)], num_samples=num_samples)[0]
+    return export_many([ExportJob(model, "saved_model", path, input_shape=input_shape)], num_samples=num_samples)[0]

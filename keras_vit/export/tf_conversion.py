@@ -30,12 +30,12 @@ def _tf():
     return tf
 
 
-def _export_archive(model):
+def _export_archive(model, input_shape=None):
     """A Keras ExportArchive with one `serving_default` endpoint, batch size dynamic."""
     import keras
 
     tf = _tf()
-    specs = signature.input_specs(model)
+    specs = signature.input_specs(model, input_shape)
     tensor_specs = [tf.TensorSpec(shape, dtype, name=name) for name, shape, dtype in specs]
     names = [name for name, _, _ in specs]
 
@@ -49,9 +49,9 @@ def _export_archive(model):
     return archive
 
 
-def write_saved_model(model, path):
+def write_saved_model(model, path, input_shape=None):
     """Writes `model` as a SavedModel with a `serving_default` signature at `path`."""
-    _export_archive(model).write_out(path, verbose=False)
+    _export_archive(model, input_shape).write_out(path, verbose=False)
 
 
 def run_saved_model(path, inputs):
@@ -116,7 +116,7 @@ def _convert(converter):
         raise ExportError(f"TFLite conversion failed: {_short(error)}") from None
 
 
-def write_tflite(model, path, quantization=None, representative=None):
+def write_tflite(model, path, quantization=None, representative=None, input_shape=None):
     """Converts `model` to a builtin-ops-only .tflite file at `path`; returns notes.
 
     int8 is full-integer (TFLITE_BUILTINS_INT8, float32 input and output) when
@@ -129,7 +129,7 @@ def write_tflite(model, path, quantization=None, representative=None):
     notes = []
     scratch = tempfile.mkdtemp(prefix="keras_vit_export_")
     try:
-        write_saved_model(model, os.path.join(scratch, "saved_model"))
+        write_saved_model(model, os.path.join(scratch, "saved_model"), input_shape)
         saved = os.path.join(scratch, "saved_model")
         if quantization == "int8":
             try:
@@ -169,11 +169,12 @@ def run_jobs(models, jobs):
         model = models[job["model"]]
         try:
             if job["format"] == "saved_model":
-                write_saved_model(model, job["path"])
+                write_saved_model(model, job["path"], job.get("input_shape"))
                 outputs = run_saved_model(job["path"], job["samples"])
                 results.append({"ok": True, "notes": [], "outputs": outputs})
             else:
-                notes = write_tflite(model, job["path"], job.get("quantization"), job.get("representative"))
+                notes = write_tflite(model, job["path"], job.get("quantization"), job.get("representative"),
+                                     job.get("input_shape"))
                 results.append({"ok": True, "notes": notes, "outputs": None})
         except ExportError as error:
             results.append({"ok": False, "type": type(error).__name__, "message": str(error)})

@@ -50,7 +50,7 @@ def digit_images(count, height, width, raw_pixels=True, offset=0):
     return big, digits.target[index]
 
 
-def sample_inputs(model, count, offset=0):
+def sample_inputs(model, count, offset=0, input_shape=None):
     """{input name: array} of `count` samples for every input of `model`.
 
     Images (rank 4, 3 channels) are digits; masks are ones; anything else is
@@ -59,7 +59,7 @@ def sample_inputs(model, count, offset=0):
     raw = takes_raw_pixels(model)
     rng = np.random.default_rng(offset)
     samples = {}
-    for name, shape, dtype in signature.input_specs(model):
+    for name, shape, dtype in signature.input_specs(model, input_shape):
         dims = [count] + [64 if d is None else int(d) for d in shape[1:]]
         if len(dims) == 4 and dims[-1] == 3:
             value, _ = digit_images(count, dims[1], dims[2], raw_pixels=raw, offset=offset)
