@@ -13,3 +13,4 @@ from keras_vit.export.litert_runtime import TFLiteRunner, run_tflite
 from keras_vit.export.report import ExportError, ExportReport, ExportVerificationError, UnsupportedOpError
 from keras_vit.export.saved_model import export_saved_model
 from keras_vit.export.tflite import evaluate_tflite, export_tflite
+from keras_vit.export.deployment import export_and_evaluate_tflite

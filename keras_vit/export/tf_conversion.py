@@ -27,6 +27,7 @@ def _tf():
         raise RuntimeError("tf_conversion runs under the TensorFlow backend only.")
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # no "Assets written to ..." lines for scratch SavedModels
     return tf
 
 
