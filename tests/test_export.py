@@ -38,8 +38,8 @@ def tiny_swin():
 
 
 def tiny_tnt():
-    return keras_vit.TNT(image_size=32, patch_size=8, hidden_dim=48, inner_dim=12, depth=2, num_heads_inner=2,
-                         num_heads_outer=3, num_classes=10, name="tiny_tnt")
+    return keras_vit.TNT(image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=2, num_heads_inner=2,
+                         num_heads_outer=4, num_classes=10, include_preprocessing=True, name="tiny_tnt")
 
 
 def tiny_detr():

@@ -41,9 +41,11 @@ def export_and_evaluate_tflite(model, test_data, representative_data, output_ste
         scored = evaluate_tflite(report.path, (images, labels))
         results[name] = {"path": report.path, "accuracy": scored["accuracy"], "file_size_bytes": report.file_size_bytes,
                          "top1_agreement": report.top1_agreement, "report": report}
+        shown = os.path.relpath(report.path)
+        shown = report.path if shown.startswith("..") else shown
         versus = f" (Keras {keras_accuracy:.4f})" if keras_accuracy is not None else ""
         print_fn(
-            f"TFLite {name:<8} {os.path.relpath(report.path)}  {report.file_size_bytes / 1e6:.2f} MB  "
+            f"TFLite {name:<8} {shown}  {report.file_size_bytes / 1e6:.2f} MB  "
             f"test accuracy {scored['accuracy']:.4f}{versus} on {scored['num_samples']} images"
         )
     return results
