@@ -33,10 +33,10 @@ SAVED_MODEL_NOTE = (
 )
 TFLITE_PLATFORMS = ("litert-cpu-xnnpack", "android", "ios", "linux")
 MAX_REPRESENTATIVE_SAMPLES = 200
-FLOAT16_BATCH_NOTE = (
-    "checked at batch 1; under XNNPACK (ai-edge-litert 2.3.0) float16-weight files can give wrong "
-    "outputs when invoked repeatedly with a batch > 1 (upstream, cf. google-ai-edge/LiteRT#1043): "
-    "run them at batch 1"
+DYNAMIC_BATCH_NOTE = (
+    "dynamic batch size: under XNNPACK (ai-edge-litert 2.3.0) files with a dynamic batch sometimes give wrong "
+    "outputs after the first invocation (upstream; cf. google-ai-edge/LiteRT#1043); the default batch_size=1 "
+    "gives a static graph that does not"
 )
 
 
@@ -59,6 +59,7 @@ class ExportJob:
     representative_data: object = None
     min_top1_agreement: float = None
     input_shape: tuple = None
+    batch_size: int = 1
 
 
 def _check_job(job):
@@ -189,7 +190,7 @@ def _run_in_subprocess(models, jobs, timeout):
             model.save(path)
             request["models"].append(path)
         for i, job in enumerate(jobs):
-            entry = {k: job[k] for k in ("model", "format", "path", "quantization", "input_shape")}
+            entry = {k: job[k] for k in ("model", "format", "path", "quantization", "input_shape", "batch_size")}
             for key in ("representative", "samples"):
                 if job.get(key) is not None:
                     entry[key] = f"{key}_{i}.npz"
@@ -261,6 +262,7 @@ def export_many(jobs, num_samples=None, raise_errors=True, timeout=1800):
         rep = None if job.representative_data is None else representative_arrays(job.model, job.representative_data)
         requests.append({"model": model_index[id(job.model)], "variant": v, "format": job.format, "path": temp,
                          "quantization": job.quantization, "input_shape": job.input_shape, "representative": rep,
+                         "batch_size": job.batch_size if job.format == "tflite" else None,
                          "samples": samples[v] if job.format == "saved_model" else None})
     try:
         if keras.backend.backend() == "tensorflow":
@@ -295,7 +297,7 @@ def _finish(job, path, temp, request, result, samples, references):
         bad = [op for op in ops if op.startswith("Flex") or op == "CUSTOM"]
         if bad:
             raise ERROR_TYPES["UnsupportedOpError"](f"The .tflite file holds non-builtin ops {bad}.")
-        outputs = run_tflite(temp, samples[m])
+        outputs = run_tflite(temp, samples[m], batch_size=job.batch_size or 1)
     else:
         outputs = result["outputs"]
     per_output = verification.compare(references[m], outputs)
@@ -322,8 +324,8 @@ def _finish(job, path, temp, request, result, samples, references):
         notes.append(SAVED_MODEL_NOTE + (f"; exported from the {backend} backend" if backend != "tensorflow" else ""))
     else:
         platforms = TFLITE_PLATFORMS
-        if job.quantization == "float16":
-            notes.append(FLOAT16_BATCH_NOTE)
+        if job.batch_size is None:
+            notes.append(DYNAMIC_BATCH_NOTE)
     report = ExportReport(
         path=path,
         format=job.format,

@@ -32,9 +32,8 @@ def tflite_signature(path):
 class TFLiteRunner:
     """Runs a .tflite file's `serving_default` signature on {input name: array}, in batches.
 
-    The default batch size is 1, as on a phone, and also because XNNPACK gives
-    wrong results for float16-weight files invoked repeatedly with a batch > 1
-    (ai-edge-litert 2.3.0; see google-ai-edge/LiteRT#1043).
+    The default batch size is 1, as on a phone and as `export_tflite` writes
+    files by default (a static batch of 1).
 
     Example:
     >>> runner = TFLiteRunner("saved_models/vit.tflite", num_threads=2)  # doctest: +SKIP

@@ -31,13 +31,13 @@ def _tf():
     return tf
 
 
-def _export_archive(model, input_shape=None):
+def _export_archive(model, input_shape=None, batch_size=None):
     """A Keras ExportArchive with one `serving_default` endpoint, batch size dynamic."""
     import keras
 
     tf = _tf()
     specs = signature.input_specs(model, input_shape)
-    tensor_specs = [tf.TensorSpec(shape, dtype, name=name) for name, shape, dtype in specs]
+    tensor_specs = [tf.TensorSpec((batch_size,) + shape[1:], dtype, name=name) for name, shape, dtype in specs]
     names = [name for name, _, _ in specs]
 
     def serve(*args):
@@ -50,9 +50,9 @@ def _export_archive(model, input_shape=None):
     return archive
 
 
-def write_saved_model(model, path, input_shape=None):
-    """Writes `model` as a SavedModel with a `serving_default` signature at `path`."""
-    _export_archive(model, input_shape).write_out(path, verbose=False)
+def write_saved_model(model, path, input_shape=None, batch_size=None):
+    """Writes `model` as a SavedModel with a `serving_default` signature at `path` (batch size None: dynamic)."""
+    _export_archive(model, input_shape, batch_size).write_out(path, verbose=False)
 
 
 def run_saved_model(path, inputs):
@@ -117,12 +117,14 @@ def _convert(converter):
         raise ExportError(f"TFLite conversion failed: {_short(error)}") from None
 
 
-def write_tflite(model, path, quantization=None, representative=None, input_shape=None):
+def write_tflite(model, path, quantization=None, representative=None, input_shape=None, batch_size=1):
     """Converts `model` to a builtin-ops-only .tflite file at `path`; returns notes.
 
     int8 is full-integer (TFLITE_BUILTINS_INT8, float32 input and output) when
     every op has an int8 kernel; otherwise the ops without one stay in float and
-    a note says so.
+    a note says so. `batch_size` 1 (the default) gives a static graph; None a
+    dynamic batch, whose shape ops (SHAPE, GATHER, PACK ...) XNNPACK in
+    ai-edge-litert 2.3.0 sometimes runs wrongly after the first invocation.
     """
     tf = _tf()
     if quantization not in QUANTIZATIONS:
@@ -130,7 +132,7 @@ def write_tflite(model, path, quantization=None, representative=None, input_shap
     notes = []
     scratch = tempfile.mkdtemp(prefix="keras_vit_export_")
     try:
-        write_saved_model(model, os.path.join(scratch, "saved_model"), input_shape)
+        write_saved_model(model, os.path.join(scratch, "saved_model"), input_shape, batch_size)
         saved = os.path.join(scratch, "saved_model")
         if quantization == "int8":
             try:
@@ -175,7 +177,7 @@ def run_jobs(models, jobs):
                 results.append({"ok": True, "notes": [], "outputs": outputs})
             else:
                 notes = write_tflite(model, job["path"], job.get("quantization"), job.get("representative"),
-                                     job.get("input_shape"))
+                                     job.get("input_shape"), job.get("batch_size", 1))
                 results.append({"ok": True, "notes": notes, "outputs": None})
         except ExportError as error:
             results.append({"ok": False, "type": type(error).__name__, "message": str(error)})

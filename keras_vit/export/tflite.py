@@ -7,7 +7,7 @@ from keras_vit.export.litert_runtime import TFLiteRunner
 
 
 def export_tflite(model, path, quantization=None, representative_data=None, min_top1_agreement=None,
-                  input_shape=None, num_samples=None):
+                  input_shape=None, batch_size=1, num_samples=None):
     """Writes `model` as a .tflite (LiteRT) file that uses builtin TFLite ops only.
 
     Args:
@@ -22,7 +22,10 @@ def export_tflite(model, path, quantization=None, representative_data=None, min_
         min_top1_agreement: fail unless the file's top-1 class matches the Keras
             model's on at least this fraction of the digit images.
         input_shape: (height, width, channels) for a model built for any image
-            size (DETR); a .tflite file has a fixed image size (the batch stays dynamic).
+            size (DETR); a .tflite file has a fixed image size.
+        batch_size: the file's batch size: 1 (default, as on a phone) gives a
+            static graph without shape ops; None a dynamic batch, which XNNPACK
+            (ai-edge-litert 2.3.0) sometimes runs wrongly after the first call.
 
     When the model includes preprocessing (`include_preprocessing=True`) the file
     takes raw RGB pixels in [0, 255]. If a layer needs an op outside TFLite's builtin
@@ -44,7 +47,8 @@ def export_tflite(model, path, quantization=None, representative_data=None, min_
     >>> report.input_pixels  # doctest: +SKIP
     'raw RGB in [0, 255]'
     """
-    job = ExportJob(model, "tflite", path, quantization, representative_data, min_top1_agreement, input_shape)
+    job = ExportJob(model, "tflite", path, quantization, representative_data, min_top1_agreement, input_shape,
+                    batch_size)
     return export_many([job], num_samples=num_samples)[0]
 
 
