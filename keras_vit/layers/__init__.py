@@ -8,3 +8,13 @@ from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.preprocessing import ImageNormalization
 from keras_vit.layers.tokens import ClassToken
+from keras_vit.layers.swin import (
+    PatchMerging,
+    SwinBlock,
+    WindowAttention,
+    cyclic_shift,
+    relative_position_index,
+    shifted_window_mask,
+    window_merge,
+    window_partition,
+)

@@ -11,3 +11,4 @@ from keras_vit.models.vit import (
     ViTS32,
     ViTTi16,
 )
+from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer

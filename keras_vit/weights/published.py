@@ -96,3 +96,24 @@ def fetch_published(name):
             f"  {entry['url']}\n"
             f"by hand, put it at {path} (or anywhere), and pass weights=\"{path}\"."
         ) from error
+
+# Swin (timm hub layout; ImageNet mean/std). 22k-only checkpoints have 21841 classes.
+_SWIN = [
+    ("swin_tiny_patch4_window7_224.ms_in1k", 1000, 224),
+    ("swin_tiny_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
+    ("swin_tiny_patch4_window7_224.ms_in22k", 21841, 224),
+    ("swin_small_patch4_window7_224.ms_in1k", 1000, 224),
+    ("swin_small_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
+    ("swin_small_patch4_window7_224.ms_in22k", 21841, 224),
+    ("swin_base_patch4_window7_224.ms_in1k", 1000, 224),
+    ("swin_base_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
+    ("swin_base_patch4_window7_224.ms_in22k", 21841, 224),
+    ("swin_base_patch4_window12_384.ms_in1k", 1000, 384),
+    ("swin_base_patch4_window12_384.ms_in22k_ft_in1k", 1000, 384),
+    ("swin_base_patch4_window12_384.ms_in22k", 21841, 384),
+    ("swin_large_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
+    ("swin_large_patch4_window7_224.ms_in22k", 21841, 224),
+    ("swin_large_patch4_window12_384.ms_in22k_ft_in1k", 1000, 384),
+    ("swin_large_patch4_window12_384.ms_in22k", 21841, 384),
+]
+register_published(*(_timm(n, "swin", c, s, IMAGENET_MEAN, IMAGENET_STD) for n, c, s in _SWIN))

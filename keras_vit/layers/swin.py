@@ -1,0 +1,450 @@
+"""Swin Transformer layers: windows, shifted-window attention, blocks, patch merging.
+
+Everything works on channels-last feature maps (B, H, W, C) with static H and W,
+so that the relative-position index and the shifted-window mask are NumPy
+constants built once. The cyclic shift is written as two static slices and a
+concatenation (no `roll`), and windows are cut with reshapes and 4-D transposes,
+so an exported model needs only TFLite builtin ops.
+
+The layout and numerics follow timm's `swin_transformer.py` (see
+/work/shared/PARITY.md): LayerNorm epsilon 1e-5, exact GELU, mask value -100.0,
+windows ordered batch-major, a stage whose resolution is not larger than the
+window attends over the whole map without shift, and maps that are not a
+multiple of the window are shifted, then padded at the bottom/right, then
+cropped back.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.mlp import MLP
+
+MASK_VALUE = -100.0  # what the reference adds between tokens of different shifted regions (not -inf)
+
+
+def _pair(value):
+    if isinstance(value, (int, np.integer)):
+        return (int(value), int(value))
+    value = tuple(int(v) for v in value)
+    if len(value) != 2:
+        raise ValueError(f"Expected an int or a (height, width) pair, got {value!r}.")
+    return value
+
+
+def window_partition(x, window_size):
+    """Cuts (B, H, W, C) maps into windows: (B * num_windows, wh * ww, C).
+
+    H and W must be static multiples of the window. Windows are ordered
+    batch-major, then row-major over the window grid, and tokens row-major in
+    each window, as in the reference. Only reshapes and a 4-D transpose are used.
+
+    Example:
+    >>> import numpy as np
+    >>> tuple(window_partition(np.zeros((2, 8, 12, 3), "float32"), (4, 4)).shape)
+    (12, 16, 3)
+    """
+    wh, ww = _pair(window_size)
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    grid_w = width // ww
+    # (B * rows of windows, wh, windows per row, ww * C): every axis is a plain split.
+    x = ops.reshape(x, (-1, wh, grid_w, ww * channels))
+    x = ops.transpose(x, (0, 2, 1, 3))
+    return ops.reshape(x, (-1, wh * ww, channels))
+
+
+def window_merge(windows, window_size, height, width):
+    """Inverse of `window_partition`: (B * num_windows, wh * ww, C) -> (B, H, W, C).
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.arange(2 * 8 * 12 * 3, dtype="float32").reshape(2, 8, 12, 3)
+    >>> y = window_merge(window_partition(x, (4, 4)), (4, 4), 8, 12)
+    >>> bool(np.array_equal(np.asarray(y), x))
+    True
+    """
+    wh, ww = _pair(window_size)
+    channels = windows.shape[-1]
+    grid_w = width // ww
+    x = ops.reshape(windows, (-1, grid_w, wh, ww * channels))
+    x = ops.transpose(x, (0, 2, 1, 3))
+    return ops.reshape(x, (-1, height, width, channels))
+
+
+def cyclic_shift(x, shift):
+    """`roll(x, shift, axis=(1, 2))` as static slices and concatenations.
+
+    `shift` is a (rows, columns) pair; negative values move content up/left,
+    as `torch.roll(x, (-s, -s), (1, 2))` does in the reference. Written without a
+    roll op so TFLite needs no Flex kernel.
+
+    Example:
+    >>> import numpy as np
+    >>> x = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    >>> y = np.asarray(cyclic_shift(x, (-1, -1)))
+    >>> bool(np.array_equal(y, np.roll(x, (-1, -1), axis=(1, 2))))
+    True
+    """
+    for axis, amount in zip((1, 2), _pair(shift)):
+        size = x.shape[axis]
+        amount = amount % size
+        if amount == 0:
+            continue
+        # roll by +a: the last a entries come first.
+        if axis == 1:
+            x = ops.concatenate([x[:, size - amount :], x[:, : size - amount]], axis=1)
+        else:
+            x = ops.concatenate([x[:, :, size - amount :], x[:, :, : size - amount]], axis=2)
+    return x
+
+
+def relative_position_index(window_size):
+    """The (N, N) int32 index into a ((2wh - 1)(2ww - 1), heads) bias table.
+
+    Coordinates from an 'ij' meshgrid; relative offsets shifted to start at 0;
+    the row offset multiplied by (2ww - 1); summed. N = wh * ww.
+
+    Example:
+    >>> relative_position_index((2, 2)).tolist()
+    [[4, 3, 1, 0], [5, 4, 2, 1], [7, 6, 4, 3], [8, 7, 5, 4]]
+    """
+    wh, ww = _pair(window_size)
+    coords = np.stack(np.meshgrid(np.arange(wh), np.arange(ww), indexing="ij")).reshape(2, -1)
+    relative = coords[:, :, None] - coords[:, None, :]
+    rows = (relative[0] + wh - 1) * (2 * ww - 1)
+    cols = relative[1] + ww - 1
+    return (rows + cols).astype("int32")
+
+
+def shifted_window_mask(padded_size, window_size, shift_size):
+    """The additive (num_windows, N, N) float32 mask of shifted-window attention.
+
+    After the cyclic shift, windows at the bottom/right edges hold tokens of up to
+    three regions per axis (slices (0, -window), (-window, -shift), (-shift, end)
+    of the padded map); token pairs from different regions get -100.0. None when
+    there is no shift.
+
+    Example:
+    >>> shifted_window_mask((8, 8), (4, 4), (2, 2)).shape
+    (4, 16, 16)
+    """
+    height, width = _pair(padded_size)
+    wh, ww = _pair(window_size)
+    sh, sw = _pair(shift_size)
+    if sh == 0 and sw == 0:
+        return None
+    regions = np.zeros((height, width), dtype="float32")
+    label = 0
+    # A zero shift on one axis gives slices (-w, 0) (empty) and (0, None) (everything), as in the reference.
+    for h0, h1 in ((0, -wh), (-wh, -sh), (-sh, None)):
+        for w0, w1 in ((0, -ww), (-ww, -sw), (-sw, None)):
+            regions[h0:h1, w0:w1] = label
+            label += 1
+    windows = regions.reshape(height // wh, wh, width // ww, ww).transpose(0, 2, 1, 3).reshape(-1, wh * ww)
+    different = windows[:, None, :] != windows[:, :, None]
+    return np.where(different, MASK_VALUE, 0.0).astype("float32")
+
+
+def stage_window_and_shift(resolution, window_size, shift_size):
+    """Per-axis window and shift of a block at `resolution` (timm's rule).
+
+    An axis whose resolution is not larger than the window uses the whole axis as
+    the window and no shift.
+
+    Example:
+    >>> stage_window_and_shift((7, 7), (7, 7), (3, 3))
+    ((7, 7), (0, 0))
+    >>> stage_window_and_shift((14, 5), (7, 7), (3, 3))
+    ((7, 5), (3, 0))
+    """
+    window = tuple(r if r <= w else w for r, w in zip(_pair(resolution), _pair(window_size)))
+    shift = tuple(0 if r <= w else s for r, w, s in zip(_pair(resolution), window, _pair(shift_size)))
+    return window, shift
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class WindowAttention(keras.layers.Layer):
+    """Multi-head self-attention inside windows, with a learned relative position bias.
+
+    Takes windows (B * num_windows, wh * ww, C) and an optional additive
+    `attention_mask` (num_windows, N, N) (see `shifted_window_mask`). The bias table
+    `relative_position_bias_table` has ((2wh - 1)(2ww - 1), heads) entries and is
+    gathered with the constant `relative_position_index`. One fused `qkv` Dense
+    laid out [q | k | v], each head-major, as in timm.
+
+    Example:
+    >>> import numpy as np
+    >>> attn = WindowAttention(dim=32, num_heads=2, window_size=4)
+    >>> tuple(attn(np.zeros((8, 16, 32), "float32")).shape)
+    (8, 16, 32)
+    """
+
+    def __init__(self, dim, num_heads, window_size, qkv_bias=True, attention_dropout=0.0, dropout=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if dim % num_heads != 0:
+            raise ValueError(
+                f"WindowAttention: dim {dim} is not divisible by num_heads {num_heads}; "
+                "choose a number of heads that divides the width."
+            )
+        self.dim = int(dim)
+        self.num_heads = int(num_heads)
+        self.window_size = _pair(window_size)
+        self.qkv_bias = bool(qkv_bias)
+        self.attention_dropout = float(attention_dropout)
+        self.dropout = float(dropout)
+        self.head_dim = self.dim // self.num_heads
+        self.scale = self.head_dim ** -0.5
+        self.window_area = self.window_size[0] * self.window_size[1]
+        self.num_relative_positions = (2 * self.window_size[0] - 1) * (2 * self.window_size[1] - 1)
+        self.relative_position_index = relative_position_index(self.window_size).reshape(-1)
+        policy = self.dtype_policy
+        self.qkv = keras.layers.Dense(3 * self.dim, use_bias=qkv_bias, dtype=policy, name="qkv")
+        self.proj = keras.layers.Dense(self.dim, dtype=policy, name="proj")
+        self.attention_drop = keras.layers.Dropout(attention_dropout, dtype=policy)
+        self.proj_drop = keras.layers.Dropout(dropout, dtype=policy)
+
+    def build(self, input_shape):
+        self.relative_position_bias_table = self.add_weight(
+            shape=(self.num_relative_positions, self.num_heads),
+            initializer=keras.initializers.TruncatedNormal(stddev=0.02),
+            name="relative_position_bias_table",
+        )
+        self.qkv.build(input_shape)
+        self.proj.build(tuple(input_shape[:-1]) + (self.dim,))
+        self.built = True
+
+    def relative_position_bias(self):
+        """The (heads, N, N) bias added to the attention logits."""
+        n = self.window_area
+        table = ops.cast(self.relative_position_bias_table, self.compute_dtype)
+        bias = ops.take(table, ops.convert_to_tensor(self.relative_position_index), axis=0)  # (N*N, heads)
+        return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
+
+    def call(self, inputs, attention_mask=None, training=None):
+        n, heads, dim = self.window_area, self.num_heads, self.dim
+        qkv = self.qkv(inputs)
+
+        def split_heads(t):  # (B', N, C) -> (B', heads, N, head_dim), a 4-D transpose
+            return ops.transpose(ops.reshape(t, (-1, n, heads, self.head_dim)), (0, 2, 1, 3))
+
+        q = split_heads(qkv[..., :dim])
+        k = split_heads(qkv[..., dim : 2 * dim])
+        v = split_heads(qkv[..., 2 * dim :])
+        logits = ops.matmul(q * ops.cast(self.scale, q.dtype), ops.transpose(k, (0, 1, 3, 2)))
+        logits = logits + ops.expand_dims(self.relative_position_bias(), 0)
+        if attention_mask is not None:
+            mask = ops.cast(ops.convert_to_tensor(attention_mask), logits.dtype)
+            num_windows = mask.shape[0]
+            logits = ops.reshape(logits, (-1, num_windows, heads, n, n))
+            logits = logits + ops.expand_dims(ops.expand_dims(mask, 1), 0)
+            logits = ops.reshape(logits, (-1, heads, n, n))
+        # Softmax in float32 keeps mixed precision stable; a no-op in float32.
+        scores = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), v.dtype)
+        scores = self.attention_drop(scores, training=training)
+        x = ops.transpose(ops.matmul(scores, v), (0, 2, 1, 3))
+        x = ops.reshape(x, (-1, n, dim))
+        return self.proj_drop(self.proj(x), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "dim": self.dim,
+                "num_heads": self.num_heads,
+                "window_size": list(self.window_size),
+                "qkv_bias": self.qkv_bias,
+                "attention_dropout": self.attention_dropout,
+                "dropout": self.dropout,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class SwinBlock(keras.layers.Layer):
+    """One Swin Transformer block on a (B, H, W, C) map of static size `input_resolution`.
+
+    `x + drop_path(window_attention(norm1(x)))`, then `x + drop_path(mlp(norm2(x)))`.
+    With `shift_size > 0` the map is cyclically shifted by -shift before the
+    windows are cut and shifted back after, and the attention is masked between
+    regions that the shift brought together. An axis whose resolution is not
+    larger than the window uses the whole axis as the window and no shift; maps
+    that are not a multiple of the window are padded (after the shift) and
+    cropped back, as timm does.
+
+    Example:
+    >>> import numpy as np
+    >>> block = SwinBlock(dim=32, num_heads=2, input_resolution=(8, 8), window_size=4, shift_size=2)
+    >>> tuple(block(np.zeros((2, 8, 8, 32), "float32")).shape)
+    (2, 8, 8, 32)
+    """
+
+    def __init__(
+        self,
+        dim,
+        num_heads,
+        input_resolution,
+        window_size=7,
+        shift_size=0,
+        mlp_ratio=4.0,
+        qkv_bias=True,
+        dropout=0.0,
+        attention_dropout=0.0,
+        drop_path_rate=0.0,
+        layer_norm_epsilon=1e-5,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.num_heads = int(num_heads)
+        self.input_resolution = _pair(input_resolution)
+        self.target_window_size = _pair(window_size)
+        self.target_shift_size = _pair(shift_size)
+        for s, w in zip(self.target_shift_size, self.target_window_size):
+            if not 0 <= s < w:
+                raise ValueError(f"SwinBlock: shift_size {shift_size} must be in [0, window_size {window_size}).")
+        self.mlp_ratio = float(mlp_ratio)
+        self.qkv_bias = bool(qkv_bias)
+        self.dropout = float(dropout)
+        self.attention_dropout = float(attention_dropout)
+        self.drop_path_rate = float(drop_path_rate)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.seed = seed
+        self.window_size, self.shift_size = stage_window_and_shift(
+            self.input_resolution, self.target_window_size, self.target_shift_size
+        )
+        height, width = self.input_resolution
+        wh, ww = self.window_size
+        self.padding = ((wh - height % wh) % wh, (ww - width % ww) % ww)
+        self.padded_resolution = (height + self.padding[0], width + self.padding[1])
+        # Built once here, from the padded size, as the reference does; a constant in the graph.
+        self.attention_mask = shifted_window_mask(self.padded_resolution, self.window_size, self.shift_size)
+
+        policy = self.dtype_policy
+        self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=policy, name="norm1")
+        self.attn = WindowAttention(
+            dim, num_heads, self.window_size, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
+            dropout=dropout, dtype=policy, name="attn",
+        )
+        self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=policy, name="norm2")
+        self.mlp = MLP(int(dim * mlp_ratio), dim, dropout=dropout, dtype=policy, name="mlp")
+        self.drop_path = DropPath(drop_path_rate, seed=seed, dtype=policy, name="drop_path")
+
+    def build(self, input_shape):
+        self._check_shape(input_shape)
+        self.norm1.build(input_shape)
+        self.attn.build((None, self.window_size[0] * self.window_size[1], self.dim))
+        self.norm2.build(input_shape)
+        self.mlp.build(input_shape)
+        self.built = True
+
+    def _check_shape(self, input_shape):
+        if tuple(input_shape[1:3]) != self.input_resolution or input_shape[-1] != self.dim:
+            raise ValueError(
+                f"SwinBlock {self.name} was made for maps of {self.input_resolution + (self.dim,)} "
+                f"(height, width, channels), got {tuple(input_shape[1:])}."
+            )
+
+    def _window_attention(self, x, training):
+        height, width = self.input_resolution
+        sh, sw = self.shift_size
+        if sh or sw:
+            x = cyclic_shift(x, (-sh, -sw))
+        if self.padding != (0, 0):
+            x = ops.pad(x, ((0, 0), (0, self.padding[0]), (0, self.padding[1]), (0, 0)))
+        windows = window_partition(x, self.window_size)
+        windows = self.attn(windows, attention_mask=self.attention_mask, training=training)
+        x = window_merge(windows, self.window_size, *self.padded_resolution)
+        if self.padding != (0, 0):
+            x = x[:, :height, :width, :]
+        if sh or sw:
+            x = cyclic_shift(x, (sh, sw))
+        return x
+
+    def call(self, inputs, training=None):
+        x = inputs + self.drop_path(self._window_attention(self.norm1(inputs), training), training=training)
+        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "dim": self.dim,
+                "num_heads": self.num_heads,
+                "input_resolution": list(self.input_resolution),
+                "window_size": list(self.target_window_size),
+                "shift_size": list(self.target_shift_size),
+                "mlp_ratio": self.mlp_ratio,
+                "qkv_bias": self.qkv_bias,
+                "dropout": self.dropout,
+                "attention_dropout": self.attention_dropout,
+                "drop_path_rate": self.drop_path_rate,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "seed": self.seed,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class PatchMerging(keras.layers.Layer):
+    """Halves the resolution and doubles the width: (B, H, W, C) -> (B, H/2, W/2, out_dim).
+
+    Concatenates the four 2x2 neighbours in the reference's order
+    x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2], then
+    LayerNorm(4C) and a Dense (4C -> out_dim, default 2C) without bias.
+    H and W must be even.
+
+    Example:
+    >>> import numpy as np
+    >>> tuple(PatchMerging(dim=32)(np.zeros((2, 8, 8, 32), "float32")).shape)
+    (2, 4, 4, 64)
+    """
+
+    def __init__(self, dim, out_dim=None, layer_norm_epsilon=1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.dim = int(dim)
+        self.out_dim = int(out_dim) if out_dim is not None else 2 * self.dim
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="norm")
+        self.reduction = keras.layers.Dense(self.out_dim, use_bias=False, dtype=self.dtype_policy, name="reduction")
+
+    def _check_shape(self, input_shape):
+        height, width = input_shape[1], input_shape[2]
+        if (height is not None and height % 2) or (width is not None and width % 2):
+            raise ValueError(
+                f"PatchMerging needs an even height and width, got {height}x{width}. "
+                "Use an image size divisible by patch_size * 2 ** (number of stages - 1)."
+            )
+
+    def build(self, input_shape):
+        self._check_shape(input_shape)
+        merged = tuple(input_shape[:-1]) + (4 * self.dim,)
+        self.norm.build(merged)
+        self.reduction.build(merged)
+        self.built = True
+
+    def call(self, inputs):
+        x = ops.concatenate(
+            [inputs[:, 0::2, 0::2, :], inputs[:, 1::2, 0::2, :], inputs[:, 0::2, 1::2, :], inputs[:, 1::2, 1::2, :]],
+            axis=-1,
+        )
+        return self.reduction(self.norm(x))
+
+    def compute_output_shape(self, input_shape):
+        self._check_shape(input_shape)
+        half = [None if s is None else s // 2 for s in input_shape[1:3]]
+        return (input_shape[0], half[0], half[1], self.out_dim)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"dim": self.dim, "out_dim": self.out_dim, "layer_norm_epsilon": self.layer_norm_epsilon})
+        return config

@@ -1,0 +1,288 @@
+"""Swin Transformer (Liu et al., 2021): hierarchical, shifted-window attention.
+
+`SwinTransformer` takes every hyper-parameter; `SwinT`, `SwinS`, `SwinB`,
+`SwinL` are the canonical configurations (window 7 at 224, window 12 at 384).
+The layout is timm's: patch embedding + LayerNorm, then stages whose first
+layer (from the second stage on) is a `PatchMerging`, then a final LayerNorm,
+global average pooling and the head. Layer names (`patch_embed`,
+`patch_embed_norm`, `stage_{i}_downsample`, `stage_{i}_block_{j}`, `norm`,
+`head`) are what `keras_vit.weights.swin` fills.
+
+Use as a backbone: `features_only=True` returns a dict of every stage's map,
+channels-last and keyed by stride (`"stride_4"` ... `"stride_32"` for patch 4),
+each the raw stage output (timm's `forward_intermediates`). A detector that
+wants only the last, stride-32 map (DETR) can take
+`keras.Model(model.input, model.output["stride_32"])`, or build with
+`include_top=False, pooling=None` to get the final map after the last
+LayerNorm (timm's `forward_features`).
+"""
+
+import keras
+import numpy as np
+
+from keras_vit import layers as vit_layers
+from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_vit.layers.swin import PatchMerging, SwinBlock
+from keras_vit.weights.loader import load_weights, resolve_weights
+
+SWIN_CONFIGS = {
+    "SwinT": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    "SwinS": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    "SwinB": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    "SwinL": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+}
+
+# What `weights="imagenet"` means for each builder and input size (timm's default tags).
+DEFAULT_WEIGHTS = {
+    ("SwinT", 224): "swin_tiny_patch4_window7_224.ms_in1k",
+    ("SwinS", 224): "swin_small_patch4_window7_224.ms_in22k_ft_in1k",
+    ("SwinB", 224): "swin_base_patch4_window7_224.ms_in22k_ft_in1k",
+    ("SwinB", 384): "swin_base_patch4_window12_384.ms_in22k_ft_in1k",
+    ("SwinL", 224): "swin_large_patch4_window7_224.ms_in22k_ft_in1k",
+    ("SwinL", 384): "swin_large_patch4_window12_384.ms_in22k_ft_in1k",
+}
+
+
+def _image_size(image_size):
+    if isinstance(image_size, (int, np.integer)):
+        return (int(image_size), int(image_size))
+    if len(image_size) != 2:
+        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}.")
+    return tuple(int(s) for s in image_size)
+
+
+def _check_config(image_size, patch_size, window_size, embed_dim, depths, num_heads, name):
+    """Raises one clear error for a configuration Swin cannot build."""
+    depths, num_heads = tuple(depths), tuple(num_heads)
+    if len(depths) == 0 or any(int(d) < 1 for d in depths):
+        raise ValueError(f"{name}: depths must be a non-empty list of positive block counts, got {depths}.")
+    if len(depths) != len(num_heads):
+        raise ValueError(
+            f"{name}: depths {depths} and num_heads {num_heads} have different lengths "
+            f"({len(depths)} vs {len(num_heads)}); give one number of heads per stage."
+        )
+    for i, heads in enumerate(num_heads):
+        width = embed_dim * 2**i
+        if heads < 1 or width % heads != 0:
+            raise ValueError(
+                f"{name}: stage {i} has width {width} (embed_dim {embed_dim} * 2**{i}), which is not "
+                f"divisible by its {heads} heads; choose num_heads that divide each stage's width."
+            )
+    stride = patch_size * 2 ** (len(depths) - 1)
+    for size, axis in zip(image_size, ("height", "width")):
+        if size % stride != 0 or size < stride:
+            fixed = max(stride, round(size / stride) * stride)
+            raise ValueError(
+                f"{name}: image {axis} {size} is not a multiple of {stride} (patch size {patch_size} "
+                f"* 2**{len(depths) - 1} for {len(depths)} stages). Use an input size such as {fixed}."
+            )
+    first = (image_size[0] // patch_size, image_size[1] // patch_size)
+    window = (window_size, window_size) if isinstance(window_size, (int, np.integer)) else tuple(window_size)
+    if any(w > r for w, r in zip(window, first)):
+        raise ValueError(
+            f"{name}: window_size {window_size} is larger than the first stage's {first[0]}x{first[1]} "
+            f"map (image {image_size[0]}x{image_size[1]} / patch {patch_size}). Use a window of at most "
+            f"{min(first)} or a larger image."
+        )
+    if any(w < 1 for w in window):
+        raise ValueError(f"{name}: window_size must be positive, got {window_size}.")
+
+
+def SwinTransformer(
+    image_size=224,
+    patch_size=4,
+    window_size=7,
+    embed_dim=96,
+    depths=(2, 2, 6, 2),
+    num_heads=(3, 6, 12, 24),
+    num_classes=1000,
+    include_top=True,
+    pooling="avg",
+    features_only=False,
+    weights=None,
+    include_preprocessing=False,
+    preprocessing_mean=IMAGENET_MEAN,
+    preprocessing_std=IMAGENET_STD,
+    num_channels=3,
+    mlp_ratio=4.0,
+    qkv_bias=True,
+    dropout=0.0,
+    attention_dropout=0.0,
+    head_dropout=0.0,
+    drop_path_rate=0.0,
+    layer_norm_epsilon=1e-5,
+    classifier_activation=None,
+    seed=None,
+    dtype=None,
+    name="swin_transformer",
+):
+    """A Swin Transformer as a functional `keras.Model` (channels-last images).
+
+    Args:
+        image_size: int or (height, width), each a multiple of
+            `patch_size * 2 ** (len(depths) - 1)` (32 for the canonical models).
+            Stages whose map is not a multiple of the window are padded and
+            cropped back, as timm does.
+        patch_size, window_size, embed_dim, depths, num_heads, mlp_ratio,
+            qkv_bias: the architecture; stage i has width `embed_dim * 2**i`.
+        num_classes: classifier outputs (with `include_top=True`).
+        include_top: add the classifier head (`head`).
+        pooling: "avg" (global average of the final map, after `norm`) or, with
+            `include_top=False`, None: the final (B, H/32, W/32, C) map after `norm`.
+        features_only: return a dict of every stage's raw output map, keyed
+            `"stride_{s}"` (for example `"stride_4"` ... `"stride_32"`), for use
+            as a backbone; `include_top` and `pooling` are then ignored.
+        weights: None, a checkpoint file (timm, official Swin repository,
+            transformers `SwinForImageClassification`/`SwinModel`, Keras) or a
+            published name (`keras_vit.weights.published_names("swin")`).
+            Bias tables of another window size are resampled as timm does.
+        include_preprocessing: take RGB in [0, 255] and normalize in the model
+            (ImageNet mean/std unless the published weights say otherwise).
+        dropout, attention_dropout, head_dropout, drop_path_rate: regularization
+            (timm's proj_drop_rate, attn_drop_rate, drop_rate and
+            drop_path_rate); drop path grows linearly over all blocks.
+        seed: seed of the drop-path noise (block k gets seed + k).
+
+    As a detection backbone (DETR uses the last map): build with
+    `features_only=True` and take `keras.Model(model.input, model.output["stride_32"])`;
+    its channels are `embed_dim * 2 ** (len(depths) - 1)` (768 for Swin-T/S).
+
+    Example:
+    >>> import numpy as np
+    >>> model = SwinTransformer(image_size=64, patch_size=4, window_size=4, embed_dim=32,
+    ...                         depths=(2, 2, 2), num_heads=(2, 4, 8), num_classes=10)
+    >>> tuple(model(np.zeros((1, 64, 64, 3), "float32")).shape)
+    (1, 10)
+    >>> backbone = SwinTransformer(image_size=64, patch_size=4, window_size=4, embed_dim=32,
+    ...                            depths=(2, 2, 2), num_heads=(2, 4, 8), features_only=True)
+    >>> sorted(backbone.output)
+    ['stride_16', 'stride_4', 'stride_8']
+    """
+    image_size = _image_size(image_size)
+    depths, num_heads = tuple(int(d) for d in depths), tuple(int(h) for h in num_heads)
+    _check_config(image_size, patch_size, window_size, embed_dim, depths, num_heads, name)
+    if not features_only:
+        if pooling not in ("avg", None):
+            raise ValueError(f"pooling must be 'avg' or None, got {pooling!r}.")
+        if include_top and pooling is None:
+            raise ValueError("include_top=True needs pooling='avg'.")
+    weights_path, entry = (None, None) if weights is None else resolve_weights(weights, "swin")
+    if entry is not None:
+        preprocessing_mean, preprocessing_std = entry["mean"], entry["std"]
+
+    inputs = keras.Input((image_size[0], image_size[1], num_channels), name="images", dtype=dtype)
+    x = inputs
+    if include_preprocessing:
+        x = vit_layers.ImageNormalization(preprocessing_mean, preprocessing_std, dtype=dtype, name="preprocessing")(x)
+    x = vit_layers.PatchEmbedding(patch_size, embed_dim, flatten=False, dtype=dtype, name="patch_embed")(x)
+    x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="patch_embed_norm")(x)
+
+    rates = np.linspace(0.0, drop_path_rate, sum(depths)) if sum(depths) > 1 else [drop_path_rate]
+    resolution = (image_size[0] // patch_size, image_size[1] // patch_size)
+    dim, block_index, features = embed_dim, 0, {}
+    for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+        if i > 0:
+            x = PatchMerging(dim, layer_norm_epsilon=layer_norm_epsilon, dtype=dtype, name=f"stage_{i}_downsample")(x)
+            dim, resolution = 2 * dim, (resolution[0] // 2, resolution[1] // 2)
+        for j in range(depth):
+            window = (window_size, window_size) if isinstance(window_size, (int, np.integer)) else tuple(window_size)
+            x = SwinBlock(
+                dim, heads, resolution, window_size=window,
+                shift_size=(0, 0) if j % 2 == 0 else (window[0] // 2, window[1] // 2),
+                mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, dropout=dropout, attention_dropout=attention_dropout,
+                drop_path_rate=float(rates[block_index]), layer_norm_epsilon=layer_norm_epsilon,
+                seed=None if seed is None else seed + block_index, dtype=dtype, name=f"stage_{i}_block_{j}",
+            )(x)
+            block_index += 1
+        features[f"stride_{patch_size * 2 ** i}"] = x
+
+    if features_only:
+        model = keras.Model(inputs, features, name=name)
+    else:
+        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="norm")(x)
+        if pooling == "avg":
+            x = keras.layers.GlobalAveragePooling2D(dtype=dtype, name="avg_pool")(x)
+        if include_top:
+            x = keras.layers.Dropout(head_dropout, dtype=dtype, name="head_dropout")(x)
+            x = keras.layers.Dense(num_classes, dtype=dtype, name="head")(x)
+            if classifier_activation is not None:
+                x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+        model = keras.Model(inputs, x, name=name)
+    if weights_path is not None:
+        from keras_vit.weights.swin import convert_swin
+
+        load_weights(model, weights_path, convert_swin, "swin", allow_head_reset=True)
+    return model
+
+
+def _builder(config_name):
+    config = SWIN_CONFIGS[config_name]
+
+    def build(
+        input_shape=(224, 224, 3),
+        num_classes=1000,
+        include_top=True,
+        pooling="avg",
+        weights=None,
+        include_preprocessing=False,
+        window_size=None,
+        dropout=0.0,
+        drop_path_rate=0.0,
+        classifier_activation=None,
+        features_only=False,
+        name=None,
+        **kwargs,
+    ):
+        if len(input_shape) != 3:
+            raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+        if window_size is None:
+            window_size = 12 if tuple(input_shape[:2]) == (384, 384) else 7
+        if weights == "imagenet":
+            key = (config_name, input_shape[0])
+            if key not in DEFAULT_WEIGHTS or input_shape[0] != input_shape[1]:
+                sizes = sorted(s for n, s in DEFAULT_WEIGHTS if n == config_name)
+                raise ValueError(f"{config_name} has ImageNet weights for square inputs of {sizes}; pass one of those.")
+            weights = DEFAULT_WEIGHTS[key]
+        return SwinTransformer(
+            image_size=tuple(input_shape[:2]),
+            num_channels=input_shape[2],
+            window_size=window_size,
+            num_classes=num_classes,
+            include_top=include_top,
+            pooling=pooling,
+            features_only=features_only,
+            weights=weights,
+            include_preprocessing=include_preprocessing,
+            dropout=dropout,
+            drop_path_rate=drop_path_rate,
+            classifier_activation=classifier_activation,
+            name=name or config_name.lower(),
+            **config,
+            **kwargs,
+        )
+
+    c = config
+    build.__name__ = config_name
+    build.__qualname__ = config_name
+    build.__doc__ = f"""Swin with width {c['embed_dim']}, depths {c['depths']}, heads {c['num_heads']}, patch 4.
+
+    Arguments as keras.applications: `input_shape` (default (224, 224, 3)),
+    `num_classes`, `include_top`, `pooling` ("avg" or None), `weights` (None,
+    "imagenet", a published name or a checkpoint file), `include_preprocessing`,
+    `dropout`, `drop_path_rate`, `name`; `window_size` defaults to 12 for
+    (384, 384) inputs and 7 otherwise; `features_only=True` returns the dict of
+    stage maps {{"stride_4": ..., "stride_32": ...}} for use as a backbone; other
+    keywords go to `SwinTransformer`.
+
+    Example:
+    >>> model = {config_name}(input_shape=(224, 224, 3), num_classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    return build
+
+
+SwinT = _builder("SwinT")
+SwinS = _builder("SwinS")
+SwinB = _builder("SwinB")
+SwinL = _builder("SwinL")
