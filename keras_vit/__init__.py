@@ -26,3 +26,4 @@ from keras_vit.models import (
 from keras_vit import export
 from keras_vit.export import export_saved_model, export_tflite, evaluate_tflite
 from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer
+from keras_vit.models import TNT, TNTB16, TNTS16

@@ -18,3 +18,4 @@ from keras_vit.layers.swin import (
     window_merge,
     window_partition,
 )
+from keras_vit.layers.tnt import PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTAttention, TNTBlock

@@ -12,3 +12,4 @@ from keras_vit.models.vit import (
     ViTTi16,
 )
 from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer
+from keras_vit.models.tnt import TNT, TNTB16, TNTS16

@@ -117,3 +117,8 @@ _SWIN = [
     ("swin_large_patch4_window12_384.ms_in22k", 21841, 384),
 ]
 register_published(*(_timm(n, "swin", c, s, IMAGENET_MEAN, IMAGENET_STD) for n, c, s in _SWIN))
+# TNT (timm >= 1.0.16 layout, which matches the official weights); inputs normalized with mean = std = 0.5.
+register_published(
+    _timm("tnt_s_patch16_224.in1k", "tnt", 1000, 224, INCEPTION_MEAN, INCEPTION_STD),
+    _timm("tnt_b_patch16_224.in1k", "tnt", 1000, 224, INCEPTION_MEAN, INCEPTION_STD),
+)

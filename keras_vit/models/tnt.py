@@ -1,0 +1,213 @@
+"""TNT, Transformer in Transformer (Han et al., 2021).
+
+`TNT` takes every hyper-parameter; `TNTS16` and `TNTB16` are the canonical
+configurations (TNT-S: 23.8M parameters, 81.5% ImageNet top-1). The layer
+names (`pixel_embed`, `pixel_pos`, `pixel_to_patch`, `cls_token`, `patch_pos`,
+`block_{i}`, `norm`, `head`) are what `keras_vit.weights.tnt` fills.
+"""
+
+import keras
+import numpy as np
+
+from keras_vit import layers as vit_layers
+from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
+from keras_vit.layers.tnt import PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTBlock
+from keras_vit.models.vit import _image_size, check_image_size
+from keras_vit.weights.loader import load_weights, resolve_weights
+
+TNT_CONFIGS = {
+    "TNTS16": dict(patch_size=16, hidden_dim=384, inner_dim=24, depth=12, num_heads_inner=4, num_heads_outer=6),
+    "TNTB16": dict(patch_size=16, hidden_dim=640, inner_dim=40, depth=12, num_heads_inner=4, num_heads_outer=10),
+}
+
+# What `weights="imagenet"` means for each builder, per input size.
+DEFAULT_WEIGHTS = {
+    ("TNTS16", 224): "tnt_s_patch16_224.in1k",
+    ("TNTB16", 224): "tnt_b_patch16_224.in1k",
+}
+
+
+def TNT(
+    image_size=224,
+    patch_size=16,
+    hidden_dim=384,
+    inner_dim=24,
+    depth=12,
+    num_heads_inner=4,
+    num_heads_outer=6,
+    num_classes=1000,
+    include_top=True,
+    pooling="token",
+    weights=None,
+    include_preprocessing=False,
+    preprocessing_mean=INCEPTION_MEAN,
+    preprocessing_std=INCEPTION_STD,
+    num_channels=3,
+    pixel_stride=4,
+    mlp_ratio=4.0,
+    inner_mlp_ratio=4.0,
+    dropout=0.0,
+    attention_dropout=0.0,
+    drop_path_rate=0.0,
+    qkv_bias=False,
+    layer_norm_epsilon=1e-5,
+    classifier_activation=None,
+    seed=None,
+    dtype=None,
+    name="tnt",
+):
+    """A Transformer in Transformer as a functional `keras.Model`.
+
+    Args:
+        image_size: int or (height, width); each a multiple of `patch_size`.
+        patch_size: side of a patch (16); a multiple of `pixel_stride`.
+        hidden_dim, depth, num_heads_outer: the outer (patch) transformer.
+        inner_dim, num_heads_inner: the inner (pixel) transformer; each patch
+            has (patch_size / pixel_stride) ** 2 pixels of `inner_dim` channels.
+        num_classes: classifier outputs (with `include_top=True`).
+        include_top: add the classifier head; else return features.
+        pooling: "token" (class token) or "gap" (mean of the patch tokens), both
+            after the final norm as in timm; with `include_top=False`, None
+            returns every patch-level token after the final norm.
+        weights: None, a checkpoint file (timm, the official TNT repository,
+            Keras) or a published name (see `keras_vit.weights.published_names("tnt")`).
+        include_preprocessing: take RGB in [0, 255] and normalize in the model
+            (mean = std = 0.5, what the published TNT weights expect).
+        dropout, attention_dropout, drop_path_rate: regularization; drop path
+            grows linearly over the blocks up to `drop_path_rate`, as in timm.
+        seed: seed of the drop-path noise.
+
+    Example:
+    >>> import numpy as np
+    >>> model = TNT(image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=2,
+    ...             num_heads_inner=2, num_heads_outer=4, num_classes=10)
+    >>> tuple(model(np.zeros((1, 32, 32, 3), "float32")).shape)
+    (1, 10)
+    """
+    image_size = _image_size(image_size)
+    check_image_size(image_size, patch_size, name)
+    if patch_size % pixel_stride != 0:
+        raise ValueError(
+            f"{name}: patch size {patch_size} is not divisible by the pixel stride {pixel_stride}; "
+            "use a patch size that is a multiple of the stride (TNT uses 16 and 4)."
+        )
+    if inner_dim % num_heads_inner != 0:
+        raise ValueError(
+            f"{name}: inner_dim {inner_dim} is not divisible by num_heads_inner {num_heads_inner}; "
+            "choose a number of inner heads that divides inner_dim."
+        )
+    if hidden_dim % num_heads_outer != 0:
+        raise ValueError(
+            f"{name}: hidden_dim {hidden_dim} is not divisible by num_heads_outer {num_heads_outer}; "
+            "choose a number of outer heads that divides hidden_dim."
+        )
+    if pooling not in ("token", "gap", None):
+        raise ValueError(f"pooling must be 'token', 'gap' or None, got {pooling!r}.")
+    if include_top and pooling is None:
+        raise ValueError("include_top=True needs pooling='token' or 'gap'.")
+    weights_path, entry = (None, None) if weights is None else resolve_weights(weights, "tnt")
+    if entry is not None:
+        preprocessing_mean, preprocessing_std = entry["mean"], entry["std"]
+
+    grid = (image_size[0] // patch_size, image_size[1] // patch_size)
+    inputs = keras.Input((image_size[0], image_size[1], num_channels), name="images", dtype=dtype)
+    x = inputs
+    if include_preprocessing:
+        x = vit_layers.ImageNormalization(preprocessing_mean, preprocessing_std, dtype=dtype, name="preprocessing")(x)
+    pixels = PixelEmbedding(patch_size, inner_dim, pixel_stride=pixel_stride, dtype=dtype, name="pixel_embed")(x)
+    pixels = PixelPositionEmbedding(dtype=dtype, name="pixel_pos")(pixels)
+    patches = PixelToPatchProjection(
+        hidden_dim, use_bias=True, layer_norm_epsilon=layer_norm_epsilon, dtype=dtype, name="pixel_to_patch"
+    )(pixels)
+    patches = vit_layers.ClassToken(dtype=dtype, name="cls_token")(patches)
+    patches = vit_layers.PositionEmbedding(grid, 1, dtype=dtype, name="patch_pos")(patches)
+    patches = keras.layers.Dropout(dropout, dtype=dtype, name="pos_drop")(patches)
+    rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
+    for i in range(depth):
+        pixels, patches = TNTBlock(
+            hidden_dim, inner_dim, num_heads_inner, num_heads_outer, mlp_ratio=mlp_ratio,
+            inner_mlp_ratio=inner_mlp_ratio, qkv_bias=qkv_bias, dropout=dropout,
+            attention_dropout=attention_dropout, drop_path_rate=float(rates[i]),
+            layer_norm_epsilon=layer_norm_epsilon, seed=None if seed is None else seed + i,
+            dtype=dtype, name=f"block_{i}",
+        )([pixels, patches])
+    x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="norm")(patches)
+    if pooling == "gap":
+        x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="gap")(x[:, 1:])
+    elif pooling == "token":
+        x = x[:, 0]
+    if include_top:
+        x = keras.layers.Dense(num_classes, dtype=dtype, name="head")(x)
+        if classifier_activation is not None:
+            x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+    model = keras.Model(inputs, x, name=name)
+    if weights_path is not None:
+        from keras_vit.weights.tnt import convert_tnt
+
+        load_weights(model, weights_path, convert_tnt, "tnt", allow_head_reset=True)
+    return model
+
+
+def _builder(config_name):
+    config = TNT_CONFIGS[config_name]
+
+    def build(
+        input_shape=(224, 224, 3),
+        num_classes=1000,
+        include_top=True,
+        pooling="token",
+        weights=None,
+        include_preprocessing=False,
+        dropout=0.0,
+        drop_path_rate=0.0,
+        classifier_activation=None,
+        name=None,
+        **kwargs,
+    ):
+        if len(input_shape) != 3:
+            raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+        if weights == "imagenet":
+            key = (config_name, input_shape[0])
+            if key not in DEFAULT_WEIGHTS or input_shape[0] != input_shape[1]:
+                sizes = sorted(s for n, s in DEFAULT_WEIGHTS if n == config_name)
+                raise ValueError(
+                    f"{config_name} has ImageNet weights for square inputs of {sizes}; pass one of those, "
+                    f"or pass weights='{DEFAULT_WEIGHTS[(config_name, 224)]}' to resample them to your size."
+                )
+            weights = DEFAULT_WEIGHTS[key]
+        return TNT(
+            image_size=tuple(input_shape[:2]),
+            num_channels=input_shape[2],
+            num_classes=num_classes,
+            include_top=include_top,
+            pooling=pooling,
+            weights=weights,
+            include_preprocessing=include_preprocessing,
+            dropout=dropout,
+            drop_path_rate=drop_path_rate,
+            classifier_activation=classifier_activation,
+            name=name or config_name.lower(),
+            **config,
+            **kwargs,
+        )
+
+    c = config
+    build.__name__ = config_name
+    build.__qualname__ = config_name
+    build.__doc__ = f"""TNT with patch {c['patch_size']}, width {c['hidden_dim']} (inner {c['inner_dim']}), depth {c['depth']}, {c['num_heads_outer']} outer and {c['num_heads_inner']} inner heads.
+
+    Arguments as keras.applications: `input_shape` (default (224, 224, 3)),
+    `num_classes`, `include_top`, `pooling` ("token" or "gap"), `weights` (None,
+    "imagenet", a published name or a checkpoint file), `include_preprocessing`,
+    `dropout`, `drop_path_rate`, `name`; other keywords go to `TNT`.
+
+    Example:
+    >>> model = {config_name}(input_shape=(224, 224, 3), num_classes=10)
+    >>> model.output_shape
+    (None, 10)
+    """
+    return build
+
+
+TNTS16 = _builder("TNTS16")
+TNTB16 = _builder("TNTB16")
