@@ -27,3 +27,5 @@ from keras_vit import export
 from keras_vit.export import export_saved_model, export_tflite, evaluate_tflite
 from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer
 from keras_vit.models import TNT, TNTB16, TNTS16
+from keras_vit.models.detr import DETR, DETRModel, DETRResNet50, DETRResNet101
+from keras_vit.models.resnet import ResNet, ResNet50, ResNet101

@@ -19,3 +19,13 @@ from keras_vit.layers.swin import (
     window_partition,
 )
 from keras_vit.layers.tnt import PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTAttention, TNTBlock
+from keras_vit.layers.frozen_batch_norm import FrozenBatchNormalization
+from keras_vit.layers.detr import (
+    BoxHead,
+    DETRAttention,
+    DETRDecoderLayer,
+    DETREncoderLayer,
+    ObjectQueries,
+    PaddingMaskResize,
+    SinePositionEmbedding,
+)

@@ -1,0 +1,576 @@
+"""DETR (Carion et al., 2020): object detection as set prediction.
+
+A CNN backbone, a 1x1 projection, a post-norm transformer encoder over the
+flattened feature map with sine positions, a decoder over learned object
+queries, a class head (num_classes + 1, no-object last) and a box MLP.
+`DETR(...)` returns a `DETRModel`, a `keras.Model` whose `compute_loss` is the
+Hungarian set loss (`keras_vit.training.detr_loss.DETRLoss`), so
+`model.compile(optimizer)` and `model.fit(...)` train it with no loss argument.
+
+Inputs: `images` (B, H, W, 3), or `{"images": ..., "pixel_mask": (B, H, W)}`
+with 1 for real pixels and 0 for padding (images of different sizes padded to
+one batch). Outputs: a dict with `logits` (B, Q, num_classes + 1), `pred_boxes`
+(B, Q, 4; normalized cx, cy, w, h relative to each image's real, unpadded
+extent) and, with `auxiliary_outputs=True`, `aux_logits` / `aux_pred_boxes`
+(B, L - 1, Q, ...) from decoder layers 0 .. L-2 for the auxiliary losses.
+
+Padding: the transformer ignores padded positions exactly (padded keys are
+masked out, sine positions are normalized by each image's real extent), so with
+a backbone whose receptive fields stay inside the image the predictions of a
+padded image equal those of the image alone. A ResNet's convolutions near the
+bottom/right border do see the padding (zeros, shifted by frozen BatchNorm), as
+in the reference implementations, which this reproduces exactly; there the
+predictions move slightly with the amount of padding.
+"""
+
+import re
+
+import keras
+from keras import ops
+
+from keras_vit.layers.detr import (
+    BoxHead,
+    DETRDecoderLayer,
+    DETREncoderLayer,
+    ObjectQueries,
+    PaddingMaskResize,
+    SinePositionEmbedding,
+)
+from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
+from keras_vit.models import resnet
+from keras_vit.weights import detr as _detr_weights  # noqa: F401  (registers the published checkpoints)
+from keras_vit.weights.loader import load_weights, resolve_weights
+
+BACKBONES = {"resnet50": resnet.ResNet50, "resnet101": resnet.ResNet101}
+
+# What `weights="coco"` means for each builder (transformers' published checkpoints).
+DEFAULT_WEIGHTS = {
+    ("resnet50", False): "facebook/detr-resnet-50",
+    ("resnet50", True): "facebook/detr-resnet-50-dc5",
+    ("resnet101", False): "facebook/detr-resnet-101",
+    ("resnet101", True): "facebook/detr-resnet-101-dc5",
+}
+
+_STRIDE_KEY = re.compile(r"^stride_(\d+)$")
+
+
+def _select_feature_map(outputs, owner):
+    """The deepest map of a backbone's output: the tensor itself, or the largest `stride_N`."""
+    if isinstance(outputs, dict):
+        strides = {}
+        for key in outputs:
+            match = _STRIDE_KEY.match(str(key))
+            if match:
+                strides[int(match.group(1))] = key
+        if not strides:
+            raise ValueError(
+                f"{owner}: the backbone returns a dict with keys {sorted(outputs)}; DETR needs a "
+                "(B, h, w, C) map or a dict of maps keyed 'stride_N' (it takes the largest N)."
+            )
+        return outputs[strides[max(strides)]]
+    if isinstance(outputs, (list, tuple)):
+        return outputs[-1]
+    return outputs
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class DETRBackbone(keras.layers.Layer):
+    """Wraps any Keras feature extractor as DETR's backbone (the layer named `backbone`).
+
+    The extractor maps images (B, H, W, 3) to a feature map (B, h, w, C), or to a
+    dict of maps keyed `stride_N`, of which the largest stride is used (a Swin
+    model with `include_top=False`, a ResNet, a small CNN). Its variables are
+    what `detr_optimizer` trains at the backbone learning rate.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(8, 4, strides=4)])
+    >>> tuple(DETRBackbone(cnn)(np.zeros((1, 32, 32, 3), "float32")).shape)
+    (1, 8, 8, 8)
+    """
+
+    def __init__(self, feature_extractor, **kwargs):
+        super().__init__(**kwargs)
+        if not isinstance(feature_extractor, keras.layers.Layer):
+            raise TypeError(
+                f"A DETR backbone must be a Keras model or layer, got {type(feature_extractor).__name__}. "
+                f"Pass a backbone name ({', '.join(sorted(BACKBONES))}) or a Keras model returning a feature map."
+            )
+        self.feature_extractor = feature_extractor
+
+    def build(self, input_shape):
+        if not self.feature_extractor.built:
+            self.feature_extractor.build(input_shape)
+        self.built = True
+
+    def call(self, images, training=None):
+        features = _select_feature_map(self.feature_extractor(images, training=training), self.name)
+        if len(features.shape) != 4:
+            raise ValueError(
+                f"The DETR backbone must return a (B, h, w, C) feature map; it returned shape {tuple(features.shape)}."
+            )
+        return features
+
+    def compute_output_shape(self, input_shape):
+        try:
+            shape = self.feature_extractor.compute_output_shape(tuple(input_shape))
+        except Exception:  # a subclassed model without compute_output_shape: trace it
+            spec = self.feature_extractor.compute_output_spec(keras.KerasTensor(tuple(input_shape)))
+            shape = keras.tree.map_structure(lambda t: t.shape, spec)
+        if isinstance(shape, dict):
+            return tuple(_select_feature_map(shape, self.name))
+        if isinstance(shape, list) and shape and isinstance(shape[0], (list, tuple)):
+            return tuple(shape[-1])
+        return tuple(shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config["feature_extractor"] = keras.saving.serialize_keras_object(self.feature_extractor)
+        return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["feature_extractor"] = keras.saving.deserialize_keras_object(config["feature_extractor"])
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class DETRModel(keras.Model):
+    """The DETR detector as a `keras.Model` that trains with its own set loss.
+
+    Build it with `DETR(...)`, `DETRResNet50(...)` or `DETRResNet101(...)`. The
+    layers are `backbone` (a `DETRBackbone`), `input_proj` (1x1 conv),
+    `position_embedding` (sine), `encoder_{i}`, `query_embed`, `decoder_{i}`,
+    `decoder_norm`, `class_embed` and `bbox_embed`; the checkpoint converters in
+    `keras_vit.weights.detr` fill them.
+
+    Training: `compile(optimizer)` (optionally `loss=` any callable
+    `(y_true, y_pred) -> dict with "loss"` or a scalar) and `fit()`; by default the
+    loss is `DETRLoss(num_classes, auxiliary_loss=auxiliary_outputs, **loss_config)`.
+    The unweighted terms `loss_ce`, `loss_bbox`, `loss_giou` are reported as metrics.
+    Targets: `{"boxes": (B, M, 4) cx,cy,w,h in [0, 1], "labels": (B, M) int,
+    "valid": (B, M) 1 for real boxes}`.
+
+    The decoder's final LayerNorm is applied to every auxiliary output, while the
+    un-normalized state goes on to the next decoder layer, as in the original DETR
+    (transformers with `auxiliary_loss=True` feeds the normalized state on
+    instead; with it off, as in the published configs, both agree).
+
+    Example:
+    >>> import keras, numpy as np
+    >>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 8, strides=8)])
+    >>> model = DETRModel(cnn, num_classes=3, num_queries=5, hidden_dim=32, num_encoder_layers=1,
+    ...                   num_decoder_layers=2, num_heads=4, ffn_dim=64)
+    >>> out = model(np.zeros((2, 32, 48, 3), "float32"))
+    >>> tuple(out["logits"].shape), tuple(out["pred_boxes"].shape), tuple(out["aux_logits"].shape)
+    ((2, 5, 4), (2, 5, 4), (2, 1, 5, 4))
+    """
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        num_queries=100,
+        hidden_dim=256,
+        num_encoder_layers=6,
+        num_decoder_layers=6,
+        num_heads=8,
+        ffn_dim=2048,
+        dropout=0.1,
+        auxiliary_outputs=True,
+        include_preprocessing=False,
+        preprocessing_mean=IMAGENET_MEAN,
+        preprocessing_std=IMAGENET_STD,
+        layer_norm_epsilon=1e-5,
+        loss_config=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
+        if num_decoder_layers < 1:
+            raise ValueError(f"DETR needs at least one decoder layer, got num_decoder_layers={num_decoder_layers}.")
+        self.num_classes = int(num_classes)
+        self.num_queries = int(num_queries)
+        self.hidden_dim = int(hidden_dim)
+        self.num_encoder_layers = int(num_encoder_layers)
+        self.num_decoder_layers = int(num_decoder_layers)
+        self.num_heads = int(num_heads)
+        self.ffn_dim = int(ffn_dim)
+        self.dropout = float(dropout)
+        self.auxiliary_outputs = bool(auxiliary_outputs)
+        self.include_preprocessing = bool(include_preprocessing)
+        self.preprocessing_mean = tuple(float(m) for m in preprocessing_mean)
+        self.preprocessing_std = tuple(float(s) for s in preprocessing_std)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.loss_config = dict(loss_config or {})
+
+        kw = dict(dtype=self.dtype_policy)
+        if not isinstance(backbone, DETRBackbone):
+            backbone = DETRBackbone(backbone, name="backbone")
+        self.backbone = backbone
+        self.preprocessing = (
+            ImageNormalization(self.preprocessing_mean, self.preprocessing_std, name="preprocessing", **kw)
+            if self.include_preprocessing
+            else None
+        )
+        self.mask_resize = PaddingMaskResize(name="mask_resize", **kw)
+        self.position_embedding = SinePositionEmbedding(hidden_dim, name="position_embedding", **kw)
+        self.input_proj = keras.layers.Conv2D(hidden_dim, 1, name="input_proj", **kw)
+        layer_kw = dict(dropout=dropout, layer_norm_epsilon=layer_norm_epsilon, **kw)
+        self.encoder_layers = [
+            DETREncoderLayer(hidden_dim, num_heads, ffn_dim, name=f"encoder_{i}", **layer_kw)
+            for i in range(num_encoder_layers)
+        ]
+        self.query_embed = ObjectQueries(num_queries, hidden_dim, name="query_embed", **kw)
+        self.decoder_layers = [
+            DETRDecoderLayer(hidden_dim, num_heads, ffn_dim, name=f"decoder_{i}", **layer_kw)
+            for i in range(num_decoder_layers)
+        ]
+        self.decoder_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="decoder_norm", **kw)
+        self.class_embed = keras.layers.Dense(num_classes + 1, name="class_embed", **kw)
+        self.bbox_embed = BoxHead(hidden_dim, name="bbox_embed", **kw)
+        # Loss terms reported by fit()/evaluate() next to the total.
+        self.loss_ce_tracker = keras.metrics.Mean(name="loss_ce")
+        self.loss_bbox_tracker = keras.metrics.Mean(name="loss_bbox")
+        self.loss_giou_tracker = keras.metrics.Mean(name="loss_giou")
+        object.__setattr__(self, "_detr_loss_fn", None)
+
+    # ----------------------------------------------------------------- inputs
+    def _split_inputs(self, inputs):
+        if isinstance(inputs, dict):
+            unknown = sorted(set(inputs) - {"images", "pixel_mask"})
+            if "images" not in inputs or unknown:
+                raise ValueError(
+                    f"DETR takes images (B, H, W, 3) or a dict with keys 'images' and optionally "
+                    f"'pixel_mask'; got keys {sorted(inputs)}."
+                )
+            images, pixel_mask = inputs["images"], inputs.get("pixel_mask")
+        elif isinstance(inputs, (list, tuple)) and len(inputs) == 2:
+            images, pixel_mask = inputs
+        else:
+            images, pixel_mask = inputs, None
+        images = ops.convert_to_tensor(images)
+        if len(images.shape) != 4:
+            raise ValueError(f"DETR images must be (batch, height, width, channels), got shape {tuple(images.shape)}.")
+        if pixel_mask is None:
+            pixel_mask = ops.ones_like(images[..., 0], dtype="float32")
+        else:
+            pixel_mask = ops.convert_to_tensor(pixel_mask)
+            expected = tuple(images.shape[:3])
+            got = tuple(pixel_mask.shape)
+            compatible = len(got) == 3 and all(a is None or b is None or a == b for a, b in zip(expected, got))
+            if not compatible:
+                raise ValueError(
+                    f"pixel_mask has shape {got} but the images are {tuple(images.shape)}: the mask must be "
+                    f"(batch, height, width) = {expected}, 1 for real pixels and 0 for padding."
+                )
+        return images, pixel_mask
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        images_shape = input_shape["images"] if isinstance(input_shape, dict) else input_shape
+        images_shape = tuple(images_shape)
+        self.backbone.build(images_shape)
+        feature_shape = self.backbone.compute_output_shape(images_shape)
+        if feature_shape[-1] is None:
+            raise ValueError("The DETR backbone's feature map must have a known number of channels.")
+        self.input_proj.build(feature_shape)
+        batch = images_shape[0]
+        tokens = (batch, None, self.hidden_dim)
+        queries = (batch, self.num_queries, self.hidden_dim)
+        for layer in self.encoder_layers:
+            layer.build(tokens)
+        self.query_embed.build(tokens)
+        for layer in self.decoder_layers:
+            layer.build(queries, tokens)
+        self.decoder_norm.build(queries)
+        self.class_embed.build(queries)
+        self.bbox_embed.build(queries)
+        self.built = True
+
+    # ------------------------------------------------------------------- call
+    def _flatten(self, x):
+        height, width = x.shape[1], x.shape[2]
+        if height is not None and width is not None:
+            return ops.reshape(x, (-1, height * width, x.shape[-1]))
+        return ops.reshape(x, (ops.shape(x)[0], -1, x.shape[-1]))
+
+    def call(self, inputs, training=None):
+        images, pixel_mask = self._split_inputs(inputs)
+        x = ops.cast(images, self.compute_dtype)
+        if self.preprocessing is not None:
+            # Normalize, then zero the padding, as the reference pads normalized images with 0.
+            x = self.preprocessing(x) * ops.expand_dims(ops.cast(pixel_mask, x.dtype), -1)
+        features = self.backbone(x, training=training)
+        mask = self.mask_resize(pixel_mask, features)  # (B, h, w) float
+        pos = self._flatten(self.position_embedding(mask))
+        memory = self._flatten(self.input_proj(features))
+        mask = ops.reshape(mask, (ops.shape(mask)[0], -1))
+        for layer in self.encoder_layers:
+            memory = layer(memory, pos, padding_mask=mask, training=training)
+        query_pos = self.query_embed(memory)
+        tgt = ops.zeros_like(query_pos)
+        hidden = []
+        for layer in self.decoder_layers:
+            tgt = layer(tgt, memory, pos, query_pos, memory_mask=mask, training=training)
+            hidden.append(tgt)
+        final = self.decoder_norm(hidden[-1])
+        outputs = {
+            "logits": ops.cast(self.class_embed(final), "float32"),
+            "pred_boxes": self.bbox_embed(final),
+        }
+        if self.auxiliary_outputs and len(hidden) > 1:
+            intermediate = ops.stack([self.decoder_norm(h) for h in hidden[:-1]], axis=1)  # (B, L-1, Q, D)
+            outputs["aux_logits"] = ops.cast(self.class_embed(intermediate), "float32")
+            outputs["aux_pred_boxes"] = self.bbox_embed(intermediate)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        images_shape = input_shape["images"] if isinstance(input_shape, dict) else input_shape
+        batch = images_shape[0]
+        shapes = {
+            "logits": (batch, self.num_queries, self.num_classes + 1),
+            "pred_boxes": (batch, self.num_queries, 4),
+        }
+        if self.auxiliary_outputs and self.num_decoder_layers > 1:
+            aux = self.num_decoder_layers - 1
+            shapes["aux_logits"] = (batch, aux, self.num_queries, self.num_classes + 1)
+            shapes["aux_pred_boxes"] = (batch, aux, self.num_queries, 4)
+        return shapes
+
+    # ------------------------------------------------------------------- loss
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        """Like `keras.Model.compile`; `loss=None` means DETR's set loss (`DETRLoss`).
+
+        `loss` may be any callable `(y_true, y_pred) -> {"loss": total, ...}` or a
+        scalar; `loss_ce`, `loss_bbox`, `loss_giou` in its result are logged. On
+        TensorFlow `jit_compile` defaults to False: the matching is a host call.
+
+        Example:
+        >>> import keras
+        >>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 8, strides=8)])
+        >>> model = DETR(cnn, num_classes=3, num_queries=5, hidden_dim=32, num_encoder_layers=1,
+        ...              num_decoder_layers=2, num_heads=4, ffn_dim=64)
+        >>> model.compile(optimizer=keras.optimizers.AdamW(1e-4))
+        """
+        object.__setattr__(self, "_detr_loss_fn", loss if loss is not None else self._default_loss())
+        if keras.backend.backend() == "tensorflow" and kwargs.get("jit_compile", "auto") == "auto":
+            # The Hungarian matching runs on the host (tf.numpy_function), which XLA cannot compile.
+            kwargs["jit_compile"] = False
+        super().compile(optimizer=optimizer, loss=None, **kwargs)
+
+    def _default_loss(self):
+        try:
+            from keras_vit.training.detr_loss import DETRLoss
+        except ImportError as error:
+            raise ImportError(
+                "DETR's set loss lives in keras_vit.training.detr_loss, which could not be imported "
+                f"({error}). Pass compile(loss=...) with your own loss, or install the full package."
+            ) from error
+        config = {"auxiliary_loss": self.auxiliary_outputs, **self.loss_config}
+        return DETRLoss(self.num_classes, **config)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """DETR's set loss of `y_pred` against the padded targets `y` (sample_weight is not used)."""
+        if self._detr_loss_fn is None:
+            object.__setattr__(self, "_detr_loss_fn", self._default_loss())
+        if y is None:
+            raise ValueError(
+                "DETR's loss needs targets: fit/evaluate on (inputs, {'boxes', 'labels', 'valid'}) pairs."
+            )
+        result = self._detr_loss_fn(y, y_pred)
+        if isinstance(result, dict):
+            total = result["loss"]
+            for name, tracker in (
+                ("loss_ce", self.loss_ce_tracker),
+                ("loss_bbox", self.loss_bbox_tracker),
+                ("loss_giou", self.loss_giou_tracker),
+            ):
+                if name in result:
+                    tracker.update_state(result[name])
+        else:
+            total = result
+        if self.losses:
+            total = total + ops.sum(ops.stack([ops.cast(l, total.dtype) for l in self.losses]))
+        return total
+
+    # ---------------------------------------------------------- serialization
+    def get_config(self):
+        return {
+            "backbone": keras.saving.serialize_keras_object(self.backbone),
+            "num_classes": self.num_classes,
+            "num_queries": self.num_queries,
+            "hidden_dim": self.hidden_dim,
+            "num_encoder_layers": self.num_encoder_layers,
+            "num_decoder_layers": self.num_decoder_layers,
+            "num_heads": self.num_heads,
+            "ffn_dim": self.ffn_dim,
+            "dropout": self.dropout,
+            "auxiliary_outputs": self.auxiliary_outputs,
+            "include_preprocessing": self.include_preprocessing,
+            "preprocessing_mean": list(self.preprocessing_mean),
+            "preprocessing_std": list(self.preprocessing_std),
+            "layer_norm_epsilon": self.layer_norm_epsilon,
+            "loss_config": dict(self.loss_config),
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        if isinstance(config.get("dtype"), dict):
+            config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
+        return cls(**config)
+
+
+def _make_backbone(backbone, dilation, input_shape, dtype):
+    if isinstance(backbone, str):
+        key = backbone.lower().replace("-", "").replace("_", "")
+        if key not in BACKBONES:
+            raise ValueError(
+                f"Unknown DETR backbone {backbone!r}. Use one of {sorted(BACKBONES)}, or pass a Keras model "
+                "that maps images (B, H, W, 3) to a feature map (B, h, w, C) (or a dict of maps keyed "
+                "'stride_N'), e.g. a keras_vit Swin model with include_top=False."
+            )
+        # DETR trains layer2-4 of its ResNet and freezes the stem and layer1.
+        return BACKBONES[key](input_shape=input_shape, dilation=dilation, trainable_stem=False, dtype=dtype, name=key)
+    if dilation:
+        raise ValueError("dilation=True (DC5) applies to the built-in ResNet backbones, not to a custom backbone model.")
+    if not isinstance(backbone, keras.layers.Layer):
+        raise TypeError(
+            f"backbone must be a name ({', '.join(sorted(BACKBONES))}) or a Keras model, got {type(backbone).__name__}."
+        )
+    return backbone
+
+
+def DETR(
+    backbone="resnet50",
+    num_classes=91,
+    num_queries=100,
+    hidden_dim=256,
+    num_encoder_layers=6,
+    num_decoder_layers=6,
+    num_heads=8,
+    ffn_dim=2048,
+    dropout=0.1,
+    dilation=False,
+    auxiliary_outputs=True,
+    include_preprocessing=False,
+    weights=None,
+    input_shape=(None, None, 3),
+    loss_config=None,
+    dtype=None,
+    name="detr",
+):
+    """A DETR detector (`DETRModel`) with every hyper-parameter.
+
+    Args:
+        backbone: "resnet50" or "resnet101" (keras_vit's ResNet with frozen
+            BatchNorm), or any Keras model mapping images to a feature map
+            (B, h, w, C) or to a dict of maps keyed "stride_N" (the largest stride
+            is used), e.g. `keras_vit.SwinT(include_top=False)`.
+        num_classes: object classes; the class head has num_classes + 1 outputs,
+            the last one "no object". COCO checkpoints use 91.
+        num_queries, hidden_dim, num_encoder_layers, num_decoder_layers,
+            num_heads, ffn_dim, dropout: the transformer.
+        dilation: DC5 (ResNet backbones): stride 16 with a dilated last stage.
+        auxiliary_outputs: also return every earlier decoder layer's predictions
+            (`aux_logits`, `aux_pred_boxes`), for the auxiliary losses.
+        include_preprocessing: take RGB in [0, 255] and apply ImageNet
+            normalization (the published weights' preprocessing) in the model.
+        weights: None, a checkpoint file (transformers DETR .safetensors/.bin under
+            either key layout, the original repository's .pth, a Keras file) or a
+            published name (`keras_vit.weights.published_names("detr")`). A
+            checkpoint with another number of classes loads everything but the
+            class head.
+        input_shape: (height, width, 3); None sizes take any image size.
+        loss_config: keyword arguments of `DETRLoss` used by `fit()`.
+
+    Example:
+    >>> import numpy as np
+    >>> model = DETR("resnet50", num_classes=91)
+    >>> out = model(np.zeros((1, 64, 64, 3), "float32"))
+    >>> tuple(out["logits"].shape), tuple(out["pred_boxes"].shape)
+    ((1, 100, 92), (1, 100, 4))
+    """
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+    weights_path = None if weights is None else resolve_weights(weights, "detr")[0]
+    feature_extractor = _make_backbone(backbone, dilation, input_shape, dtype)
+    model = DETRModel(
+        feature_extractor,
+        num_classes=num_classes,
+        num_queries=num_queries,
+        hidden_dim=hidden_dim,
+        num_encoder_layers=num_encoder_layers,
+        num_decoder_layers=num_decoder_layers,
+        num_heads=num_heads,
+        ffn_dim=ffn_dim,
+        dropout=dropout,
+        auxiliary_outputs=auxiliary_outputs,
+        include_preprocessing=include_preprocessing,
+        loss_config=loss_config,
+        dtype=dtype,
+        name=name,
+    )
+    model.build((None,) + input_shape)
+    if weights_path is not None:
+        from keras_vit.weights.detr import convert_detr
+
+        load_weights(model, weights_path, convert_detr, "detr", allow_head_reset=True)
+    return model
+
+
+def _builder(variant):
+    def build(
+        num_classes=91,
+        num_queries=100,
+        weights=None,
+        dilation=False,
+        input_shape=(None, None, 3),
+        include_preprocessing=False,
+        auxiliary_outputs=True,
+        dropout=0.1,
+        name=None,
+        **kwargs,
+    ):
+        if weights == "coco":
+            weights = DEFAULT_WEIGHTS[(variant, bool(dilation))]
+        suffix = "_dc5" if dilation else ""
+        return DETR(
+            variant,
+            num_classes=num_classes,
+            num_queries=num_queries,
+            weights=weights,
+            dilation=dilation,
+            input_shape=input_shape,
+            include_preprocessing=include_preprocessing,
+            auxiliary_outputs=auxiliary_outputs,
+            dropout=dropout,
+            name=name or f"detr_{variant}{suffix}",
+            **kwargs,
+        )
+
+    label = {"resnet50": "DETRResNet50", "resnet101": "DETRResNet101"}[variant]
+    build.__name__ = build.__qualname__ = label
+    build.__doc__ = f"""DETR with a {variant} backbone (d 256, 6 + 6 layers, 8 heads, FFN 2048, 100 queries).
+
+    `dilation=True` is the DC5 variant. `weights="coco"` loads transformers'
+    published COCO checkpoint (91 classes; downloaded once). Other keywords go to `DETR`.
+
+    Example:
+    >>> model = {label}(num_classes=91)
+    >>> sorted(model.compute_output_shape((None, 800, 1216, 3)))
+    ['aux_logits', 'aux_pred_boxes', 'logits', 'pred_boxes']
+    """
+    return build
+
+
+DETRResNet50 = _builder("resnet50")
+DETRResNet101 = _builder("resnet101")

@@ -1,0 +1,148 @@
+"""DETR's optimizer: AdamW with a lower learning rate for the backbone and global-norm clipping."""
+
+import keras
+from keras import ops
+
+
+def _find_layer(model, name):
+    """The first layer called `name` anywhere in `model` (nested models included), or None."""
+    if model.name == name:
+        return model
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if layer.name == name:
+            return layer
+    return None
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class BackboneAdamW(keras.optimizers.AdamW):
+    """AdamW whose backbone variables learn at their own (usually lower) learning rate.
+
+    Every variable whose `path` is in `backbone_variable_paths` is updated, weight decay included,
+    with `learning_rate * backbone_learning_rate_multiplier`: the equivalent of the two parameter
+    groups of DETR's PyTorch recipe. Schedules work: the multiplier scales the current rate.
+
+    The update runs variable by variable (`update_step`) on every backend. On PyTorch, Keras' own
+    AdamW updates all variables at once with `torch._foreach` ops and one learning rate; this
+    subclass is not swapped for that version, so the multiplier is honored there too.
+
+    Args:
+        learning_rate: the rate of every non-backbone variable (float or schedule).
+        backbone_learning_rate_multiplier: factor applied to the rate for backbone variables.
+        backbone_variable_paths: the `variable.path` of each backbone variable.
+        **kwargs: the arguments of `keras.optimizers.AdamW` (`weight_decay`, `global_clipnorm`, ...).
+
+    Example:
+    >>> import keras
+    >>> opt = BackboneAdamW(learning_rate=1e-4, backbone_learning_rate_multiplier=0.1,
+    ...                     backbone_variable_paths=["backbone/conv/kernel"], global_clipnorm=0.1)
+    >>> opt.backbone_learning_rate_multiplier
+    0.1
+    """
+
+    def __init__(
+        self,
+        learning_rate=1e-4,
+        backbone_learning_rate_multiplier=0.1,
+        backbone_variable_paths=(),
+        name="backbone_adamw",
+        **kwargs,
+    ):
+        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+        self.backbone_learning_rate_multiplier = float(backbone_learning_rate_multiplier)
+        self.backbone_variable_paths = sorted(set(backbone_variable_paths))
+        self._multipliers = []
+
+    def build(self, variables):
+        super().build(variables)
+        paths = set(self.backbone_variable_paths)
+        # Looked up by the optimizer's own variable index, which every backend's update path knows
+        # (TensorFlow passes tf.Variables to update_step, not Keras variables).
+        self._multipliers = [
+            self.backbone_learning_rate_multiplier if v.path in paths else 1.0 for v in variables
+        ]
+
+    def _multiplier(self, variable):
+        return self._multipliers[self._get_variable_index(variable)]
+
+    def update_step(self, gradient, variable, learning_rate):
+        multiplier = self._multiplier(variable)
+        if multiplier != 1.0:
+            learning_rate = ops.multiply(ops.cast(learning_rate, variable.dtype), multiplier)
+        return super().update_step(gradient, variable, learning_rate)
+
+    def _apply_weight_decay(self, variables):
+        # Decoupled decay with each variable's own rate, as torch's AdamW does per parameter group.
+        if self.weight_decay is None:
+            return
+        for variable in variables:
+            if self._use_weight_decay(variable):
+                lr = ops.cast(self.learning_rate, variable.dtype) * self._multiplier(variable)
+                wd = ops.cast(self.weight_decay, variable.dtype)
+                variable.assign(variable - variable * wd * lr)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "backbone_learning_rate_multiplier": self.backbone_learning_rate_multiplier,
+                "backbone_variable_paths": list(self.backbone_variable_paths),
+            }
+        )
+        return config
+
+
+def detr_optimizer(
+    model,
+    learning_rate=1e-4,
+    backbone_learning_rate=1e-5,
+    weight_decay=1e-4,
+    clipnorm=0.1,
+    backbone_layer_name="backbone",
+):
+    """DETR's training recipe: AdamW, the backbone at its own rate, gradients clipped by global norm.
+
+    The backbone is the layer named `backbone_layer_name` (searched through nested models); its
+    trainable variables get `backbone_learning_rate`, every other variable `learning_rate`.
+    `clipnorm` clips the global norm of all gradients together (torch's `clip_grad_norm_`).
+    `learning_rate` may be a schedule; the backbone then follows the same schedule scaled by
+    `backbone_learning_rate / learning_rate(0)`.
+
+    Returns a `BackboneAdamW`.
+
+    Example:
+    >>> import keras
+    >>> inputs = keras.Input((8, 8, 3))
+    >>> features = keras.Sequential([keras.layers.Conv2D(4, 3)], name="backbone")(inputs)
+    >>> model = keras.Model(inputs, keras.layers.Dense(2, name="head")(features))
+    >>> opt = detr_optimizer(model)
+    >>> opt.backbone_variable_paths
+    ['backbone/conv2d/bias', 'backbone/conv2d/kernel']
+    """
+    backbone = _find_layer(model, backbone_layer_name)
+    if backbone is None:
+        raise ValueError(
+            f"detr_optimizer: the model has no layer named {backbone_layer_name!r}, so it cannot tell "
+            "backbone variables apart. Name the backbone layer so, or pass backbone_layer_name=."
+        )
+    if not model.built:
+        raise ValueError("detr_optimizer: build the model first (call it once) so its variables exist.")
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        base_rate = float(ops.convert_to_numpy(learning_rate(0)))
+    else:
+        base_rate = float(learning_rate)
+    backbone_paths = [v.path for v in backbone.trainable_variables]
+    backbone_ids = {id(v) for v in backbone.trainable_variables}
+    shared = {v.path for v in model.trainable_variables if id(v) not in backbone_ids} & set(backbone_paths)
+    if shared:
+        raise ValueError(
+            f"detr_optimizer: backbone variables share their paths with other variables ({sorted(shared)[:3]}), "
+            "so they cannot be told apart; give the layers unique names."
+        )
+    return BackboneAdamW(
+        learning_rate=learning_rate,
+        backbone_learning_rate_multiplier=float(backbone_learning_rate) / base_rate,
+        backbone_variable_paths=backbone_paths,
+        weight_decay=weight_decay,
+        global_clipnorm=clipnorm,
+    )
