@@ -28,3 +28,5 @@ from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer
 from keras_vit.models.detr import DETR, DETRModel, DETRResNet50, DETRResNet101
 from keras_vit.models.resnet import ResNet, ResNet50, ResNet101
 from keras_vit import training
+from keras_vit import export
+from keras_vit.export import evaluate_tflite, export_saved_model, export_tflite

@@ -104,6 +104,8 @@ def add_train_parser(subparsers):
                           help="CPU threads per op (torch and tensorflow backends); 1 is often faster for small models on a busy CPU")
     training.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras verbosity: 1 shows progress bars (default: %(default)s)")
     training.add_argument("--output", default=None, help="where to save the model (.keras); default saved_models/<model>_<dataset>.keras")
+    training.add_argument("--no-export", action="store_true",
+                          help="skip the final TFLite export (float32 and int8) and its test-split accuracy")
     parser.set_defaults(run=run_train)
     return parser
 
@@ -240,6 +242,13 @@ def run_train(args):
     model.save(output)
     print(f"Test accuracy: {results['accuracy']:.4f} ({data.num_examples['test']} test images, split {data.splits['test']!r})")
     print(f"Model saved to: {os.path.abspath(output)}")
+    if not args.no_export:
+        # Ship it: float32 and int8 .tflite files next to the .keras file, each checked against the model,
+        # then run on the test split (int8 calibrated on the validation split).
+        from keras_vit.export import export_and_evaluate_tflite
+
+        export_and_evaluate_tflite(model, data.test, data.validation, os.path.splitext(output)[0],
+                                   keras_accuracy=results["accuracy"])
     print(f"Total time: {time.time() - start:.0f} s")
     return 0
 
@@ -257,6 +266,10 @@ def build_parser():
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_train_parser(subparsers)
+    from keras_vit.export.cli import add_export_parser, add_predict_parser
+
+    add_export_parser(subparsers)
+    add_predict_parser(subparsers)
     # More subcommands: add_<name>_parser(subparsers) here.
     return parser
 
