@@ -23,3 +23,4 @@ from keras_vit.models import (
     ViTS32,
     ViTTi16,
 )
+from keras_vit.models.deit import DeiTB16, DeiTS16, DeiTTi16, distillation_heads

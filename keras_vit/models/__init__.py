@@ -11,3 +11,4 @@ from keras_vit.models.vit import (
     ViTS32,
     ViTTi16,
 )
+from keras_vit.models.deit import DeiTB16, DeiTS16, DeiTTi16, distillation_heads

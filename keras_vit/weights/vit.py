@@ -5,6 +5,8 @@ built by `keras_vit.models.vit.VisionTransformer`; `convert_vit` picks the
 source from the keys and applies the plan strictly (see `assignment`).
 """
 
+import re
+
 import numpy as np
 
 from keras_vit.weights.assignment import WeightAssignment, conv_kernel, linear_kernel
@@ -43,8 +45,11 @@ def _position_embedding(plan, model, key, method):
         return
     layer = model.get_layer("pos_embed")
     prefix = layer.num_prefix_tokens
-    if array.shape[1] != layer.num_positions and array.shape[1] > prefix:
-        array = layer.resampled(array, square_grid(array.shape[1] - prefix), method)
+    grid_positions = array.shape[1] - prefix
+    # Not a square grid after this model's prefix tokens: the checkpoint has another number of
+    # prefix tokens (DeiT's dist token); left as is, the strict plan reports the shape mismatch.
+    if array.shape[1] != layer.num_positions and grid_positions > 0 and round(grid_positions ** 0.5) ** 2 == grid_positions:
+        array = layer.resampled(array, square_grid(grid_positions), method)
     plan.assign_array(layer.embedding, array, key)
 
 
@@ -86,6 +91,29 @@ def _hf_prefix(tensors):
         if prefix + "embeddings.patch_embeddings.projection.weight" in tensors:
             return prefix
     return ""
+
+
+# transformers 5 renamed the encoder's modules in memory (`model.state_dict()`); `save_pretrained`
+# and the published checkpoints keep the transformers 4 names, which the map below uses.
+_TRANSFORMERS5_NAMES = [
+    (re.compile(r"(^|\.)layers\.(\d+)\.attention\.q_proj\."), r"\1encoder.layer.\2.attention.attention.query."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.attention\.k_proj\."), r"\1encoder.layer.\2.attention.attention.key."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.attention\.v_proj\."), r"\1encoder.layer.\2.attention.attention.value."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.attention\.o_proj\."), r"\1encoder.layer.\2.attention.output.dense."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.mlp\.fc1\."), r"\1encoder.layer.\2.intermediate.dense."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.mlp\.fc2\."), r"\1encoder.layer.\2.output.dense."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.(layernorm_before|layernorm_after)\."), r"\1encoder.layer.\2.\3."),
+]
+
+
+def _transformers4_names(tensors):
+    """The state dict under transformers 4 / hub key names (a no-op for those)."""
+    renamed = {}
+    for key, value in tensors.items():
+        for pattern, replacement in _TRANSFORMERS5_NAMES:
+            key = pattern.sub(replacement, key)
+        renamed[key] = value
+    return renamed
 
 
 def _from_transformers(plan, model):
@@ -181,6 +209,8 @@ def convert_vit(model, tensors, allow_head_reset=False):
     >>> convert_vit(model, tensors)
     """
     source = detect_vit_source(tensors)
+    if source == "transformers":
+        tensors = _transformers4_names(tensors)
     plan = WeightAssignment(model, tensors, source=source, allow_head_reset=allow_head_reset)
     _SOURCES[source](plan, model)
     plan.apply()
