@@ -24,3 +24,5 @@ from keras_vit.models import (
     ViTTi16,
 )
 from keras_vit.models.deit import DeiTB16, DeiTS16, DeiTTi16, distillation_heads
+from keras_vit import training
+from keras_vit.training import DistillationModel
