@@ -235,7 +235,7 @@ class DeiTAugmentation:
         if mixer is not None:
             mixed = mixer({"images": images, "labels": labels}, training=True)
             images, labels = mixed["images"], mixed["labels"]
-        return images, labels
+        return ops.clip(images, 0.0, 255.0), labels  # mixing may round a hair outside [0, 255]
 
 
 class AugmentedBatches(keras.utils.PyDataset):
