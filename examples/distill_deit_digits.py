@@ -50,7 +50,6 @@ def make_teacher(num_classes=10):
         keras.layers.MaxPooling2D(),
         keras.layers.Conv2D(128, 3, padding="same", activation="relu"),
         keras.layers.GlobalAveragePooling2D(),
-        keras.layers.Dropout(0.3),
         keras.layers.Dense(num_classes),
     ], name="teacher_cnn")
 
@@ -80,6 +79,10 @@ def main():
     parser.add_argument("--modes", nargs="+", default=["none", "hard", "soft"], choices=["none", "hard", "soft"])
     parser.add_argument("--randaugment", action="store_true",
                         help="add RandAugment (slow when run eagerly on JAX/torch; little use on grey digits)")
+    parser.add_argument("--mixup", action="store_true",
+                        help="add MixUp/CutMix (DeiT's; they need far more epochs than a short run)")
+    parser.add_argument("--student-train-size", type=int, default=None,
+                        help="train the students on only this many of the training images (the teacher on all)")
     parser.add_argument("--test-fraction", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -97,15 +100,29 @@ def main():
     print(f"teacher CNN ({teacher.count_params():,} parameters): test accuracy {teacher_accuracy:.4f} "
           f"({time.time() - start:.0f} s)")
 
+    if args.student_train_size:
+        rows = np.random.default_rng(args.seed).permutation(len(x_train))[:args.student_train_size]
+        x_student, y_student = x_train[rows], y_train[rows]
+    else:
+        x_student, y_student = x_train, y_train
+    print(f"students train on {len(x_student)} images for {args.epochs} epochs")
+
     results = {}
     for mode in args.modes:
         start = time.time()
         keras.utils.set_random_seed(args.seed)
         student = make_student(distilled=mode != "none", seed=args.seed)
-        # The same augmentation stream for every mode: DeiT's random erasing and MixUp/CutMix
-        # (soft labels); the teacher sees the same augmented images as the student.
-        augmentation = DeiTAugmentation(10, num_ops=2 if args.randaugment else 0, seed=args.seed)
-        batches = AugmentedBatches(x_train, y_train, args.batch_size, augmentation, seed=args.seed)
+        # The same augmentation stream for every mode: random shifts, then DeiT's random erasing
+        # (and MixUp/CutMix, soft labels, with --mixup); the teacher sees the same augmented images.
+        translate = keras.layers.RandomTranslation(0.1, 0.1, seed=args.seed)
+        deit_augmentation = DeiTAugmentation(10, num_ops=2 if args.randaugment else 0, seed=args.seed,
+                                             mixup_alpha=0.8 if args.mixup else 0.0,
+                                             cutmix_alpha=1.0 if args.mixup else 0.0)
+
+        def augmentation(images, labels, translate=translate, deit_augmentation=deit_augmentation):
+            return deit_augmentation(translate(images, training=True), labels)
+
+        batches = AugmentedBatches(x_student, y_student, args.batch_size, augmentation, seed=args.seed)
         model = DistillationModel(student, None if mode == "none" else teacher, distillation=mode,
                                   alpha=args.alpha, temperature=args.temperature)
         optimizer = deit_optimizer(
