@@ -11,6 +11,11 @@ It trains, with the same seed, data order, augmentation and number of steps:
   4. the same, soft distillation (temperature 3, by default);
 and prints each one's test accuracy (for the distilled students also each head alone).
 
+Measured (2-core shared CPU, TensorFlow, seed 0, defaults + --teacher-epochs 40): teacher CNN 0.9704;
+student without distillation 0.9241, hard 0.9093, soft 0.8944 test accuracy. In runs this short
+(30 epochs, ~600 steps) distillation did not help this tiny student: DeiT's gains come over long
+schedules; treat these as a starting point, not as a reproduction of the paper's effect.
+
 Run (any backend):
     KERAS_BACKEND=jax python examples/distill_deit_digits.py
     python examples/distill_deit_digits.py --epochs 40 --modes none hard --seed 1
