@@ -15,6 +15,8 @@ Measured (2-core shared CPU, TensorFlow, seed 0, defaults + --teacher-epochs 40)
 student without distillation 0.9241, hard 0.9093, soft 0.8944 test accuracy. In runs this short
 (30 epochs, ~600 steps) distillation did not help this tiny student: DeiT's gains come over long
 schedules; treat these as a starting point, not as a reproduction of the paper's effect.
+With the students on 400 training images (--student-train-size 400 --epochs 60, JAX): without
+distillation 0.7889, hard distillation 0.8000 (class head 0.7852, distillation head 0.8056).
 
 Run (any backend):
     KERAS_BACKEND=jax python examples/distill_deit_digits.py
