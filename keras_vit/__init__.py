@@ -1,5 +1,9 @@
 """keras_vit: vision transformers for Keras 3 on TensorFlow, JAX and PyTorch.
 
+ViT, DeiT, TNT, Swin Transformer and DETR as functional Keras models that load the
+reference implementations' weights exactly, train with `fit()` and export to
+SavedModel and TFLite from any backend.
+
 Example:
 >>> import keras_vit
 >>> model = keras_vit.VisionTransformer(image_size=32, patch_size=8, hidden_dim=48,
@@ -10,9 +14,27 @@ Example:
 
 __version__ = "0.1.0"
 
-from keras_vit import layers
-from keras_vit import weights
+from keras_vit import export, layers, training, weights
+from keras_vit.export import evaluate_tflite, export_saved_model, export_tflite
 from keras_vit.models import (
+    DETR,
+    TNT,
+    DeiTB16,
+    DeiTS16,
+    DeiTTi16,
+    DETRModel,
+    DETRResNet50,
+    DETRResNet101,
+    ResNet,
+    ResNet50,
+    ResNet101,
+    SwinB,
+    SwinL,
+    SwinS,
+    SwinT,
+    SwinTransformer,
+    TNTB16,
+    TNTS16,
     VisionTransformer,
     ViTB16,
     ViTB32,
@@ -22,11 +44,6 @@ from keras_vit.models import (
     ViTS16,
     ViTS32,
     ViTTi16,
+    distillation_heads,
 )
-from keras_vit.models import TNT, TNTB16, TNTS16
-from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer
-from keras_vit.models.detr import DETR, DETRModel, DETRResNet50, DETRResNet101
-from keras_vit.models.resnet import ResNet, ResNet50, ResNet101
-from keras_vit import training
-from keras_vit import export
-from keras_vit.export import evaluate_tflite, export_saved_model, export_tflite
+from keras_vit.training import DistillationModel

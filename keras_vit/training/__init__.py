@@ -1,5 +1,19 @@
-"""Training utilities: losses, optimizers, callbacks and recipes."""
+"""Training: DeiT distillation and recipe; DETR's matcher, set loss, optimizer and COCO metrics."""
 
+# DeiT (keras_vit/training/distillation.py, keras_vit/training/recipe.py).
+from keras_vit.training.distillation import DistillationModel, distillation_loss
+from keras_vit.training.recipe import (
+    DEIT_RECIPE,
+    AugmentedBatches,
+    DeiTAugmentation,
+    deit_loss,
+    deit_optimizer,
+    no_weight_decay_variables,
+    scaled_learning_rate,
+    warmup_cosine_schedule,
+)
+
+# DETR (keras_vit/training/detr_*.py, keras_vit/training/coco_callback.py).
 from keras_vit.training.detr_loss import DETRLoss, HungarianMatcher, pad_detection_targets, validate_detection_targets
 from keras_vit.training.detr_optimizer import BackboneAdamW, detr_optimizer
 from keras_vit.training.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections

@@ -5,6 +5,8 @@ built by `keras_vit.models.vit.VisionTransformer`; `convert_vit` picks the
 source from the keys and applies the plan strictly (see `assignment`).
 """
 
+import re
+
 import numpy as np
 
 from keras_vit.weights.assignment import WeightAssignment, conv_kernel, linear_kernel
@@ -43,8 +45,11 @@ def _position_embedding(plan, model, key, method):
         return
     layer = model.get_layer("pos_embed")
     prefix = layer.num_prefix_tokens
-    if array.shape[1] != layer.num_positions and array.shape[1] > prefix:
-        array = layer.resampled(array, square_grid(array.shape[1] - prefix), method)
+    grid_positions = array.shape[1] - prefix
+    # Not a square grid after this model's prefix tokens: the checkpoint has another number of
+    # prefix tokens (DeiT's dist token); left as is, the strict plan reports the shape mismatch.
+    if array.shape[1] != layer.num_positions and grid_positions > 0 and round(grid_positions ** 0.5) ** 2 == grid_positions:
+        array = layer.resampled(array, square_grid(grid_positions), method)
     plan.assign_array(layer.embedding, array, key)
 
 
@@ -88,6 +93,29 @@ def _hf_prefix(tensors):
     return ""
 
 
+# transformers 5 renamed the encoder's modules in memory (`model.state_dict()`); `save_pretrained`
+# and the published checkpoints keep the transformers 4 names, which the map below uses.
+_TRANSFORMERS5_NAMES = [
+    (re.compile(r"(^|\.)layers\.(\d+)\.attention\.q_proj\."), r"\1encoder.layer.\2.attention.attention.query."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.attention\.k_proj\."), r"\1encoder.layer.\2.attention.attention.key."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.attention\.v_proj\."), r"\1encoder.layer.\2.attention.attention.value."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.attention\.o_proj\."), r"\1encoder.layer.\2.attention.output.dense."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.mlp\.fc1\."), r"\1encoder.layer.\2.intermediate.dense."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.mlp\.fc2\."), r"\1encoder.layer.\2.output.dense."),
+    (re.compile(r"(^|\.)layers\.(\d+)\.(layernorm_before|layernorm_after)\."), r"\1encoder.layer.\2.\3."),
+]
+
+
+def _transformers4_names(tensors):
+    """The state dict under transformers 4 / hub key names (a no-op for those)."""
+    renamed = {}
+    for key, value in tensors.items():
+        for pattern, replacement in _TRANSFORMERS5_NAMES:
+            key = pattern.sub(replacement, key)
+        renamed[key] = value
+    return renamed
+
+
 def _from_transformers(plan, model):
     tensors = plan.tensors
     p0 = _hf_prefix(tensors)
@@ -101,18 +129,10 @@ def _from_transformers(plan, model):
     # A base model's pooler (dense + tanh) and a masked-image-modeling token are not part of the classifier.
     plan.skip_prefix(p0 + "pooler.")
     plan.skip(p0 + "embeddings.mask_token")
-    # transformers 5 names (`layers.{i}.attention.q_proj`, `mlp.fc1`) and the transformers 4 names that
-    # published checkpoints carry (`encoder.layer.{i}.attention.attention.query`, `intermediate.dense`).
-    v5 = any(k.startswith(p0 + "layers.") for k in tensors)
     for i, block in enumerate(_blocks(model)):
-        if v5:
-            p = f"{p0}layers.{i}."
-            qkv = [p + f"attention.{n}_proj" for n in ("q", "k", "v")]
-            proj, fc1, fc2 = p + "attention.o_proj", p + "mlp.fc1", p + "mlp.fc2"
-        else:
-            p = f"{p0}encoder.layer.{i}."
-            qkv = [p + f"attention.attention.{n}" for n in ("query", "key", "value")]
-            proj, fc1, fc2 = p + "attention.output.dense", p + "intermediate.dense", p + "output.dense"
+        p = f"{p0}encoder.layer.{i}."
+        qkv = [p + f"attention.attention.{n}" for n in ("query", "key", "value")]
+        proj, fc1, fc2 = p + "attention.output.dense", p + "intermediate.dense", p + "output.dense"
         _norm(plan, block.norm1, p + "layernorm_before.weight", p + "layernorm_before.bias")
         parts = [plan.take(k + ".weight") for k in qkv]
         biases = [plan.take(k + ".bias") for k in qkv]
@@ -191,6 +211,8 @@ def convert_vit(model, tensors, allow_head_reset=False):
     >>> convert_vit(model, tensors)
     """
     source = detect_vit_source(tensors)
+    if source == "transformers":
+        tensors = _transformers4_names(tensors)
     plan = WeightAssignment(model, tensors, source=source, allow_head_reset=allow_head_reset)
     _SOURCES[source](plan, model)
     plan.apply()
