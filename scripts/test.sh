@@ -7,6 +7,6 @@ bash scripts/setup.sh || exit 1
 status=0
 for backend in tensorflow jax torch; do
     echo "=== pytest on the $backend backend"
-    KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider "$@" || status=1
+    KERAS_BACKEND=$backend .venv/bin/python -m pytest -q -p no:cacheprovider --durations=10 "$@" || status=1
 done
 exit $status

@@ -59,22 +59,6 @@ FAMILIES = {
     "tnt": (tiny_tnt, "TNT", {}),
     "detr": (tiny_detr, "DETR", {"input_shape": (64, 64, 3)}),
 }
-AVAILABLE = [name for name, (_, builder, _) in FAMILIES.items() if hasattr(keras_vit, builder)]
-
-# Paths an upstream limit blocks: (family, format, backend) -> reason naming the upstream issue.
-UPSTREAM_LIMITS = {}
-
-
-def _family_params():
-    params = []
-    for family in FAMILIES:
-        for fmt in ("saved_model", "tflite"):
-            marks = []
-            reason = UPSTREAM_LIMITS.get((family, fmt, BACKEND))
-            if reason:
-                marks.append(pytest.mark.xfail(strict=True, reason=reason))
-            params.append(pytest.param(family, fmt, id=f"{family}-{fmt}", marks=marks))
-    return params
 
 
 @keras.saving.register_keras_serializable(package="keras_vit_tests")
@@ -99,7 +83,7 @@ def exported(tmp_path_factory):
     keras.utils.set_random_seed(0)
     folder = str(tmp_path_factory.mktemp("exports"))
     models, jobs, keys = {}, [], []
-    for family in AVAILABLE:
+    for family in FAMILIES:
         factory, _, kwargs = FAMILIES[family]
         models[family] = factory()
         for fmt, suffix in (("saved_model", "_saved_model"), ("tflite", ".tflite")):
@@ -144,10 +128,9 @@ def _keras_outputs(model, images):
 # --- tests ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("family, fmt", _family_params())
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite"])
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_exports_and_runs(exported, family, fmt):
-    if family not in AVAILABLE:
-        pytest.skip(f"{FAMILIES[family][1]} is not on this branch yet")
     report = _report(exported, (family, fmt))
     model = exported["models"][family]
     assert report.max_abs_diff <= 1e-4, report.per_output
