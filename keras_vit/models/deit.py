@@ -10,6 +10,7 @@ training (see `keras_vit.DistillationModel`), sharing the model's layers.
 import keras
 
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
+from keras_vit.models.builder_args import check_input_shape, default_weights
 from keras_vit.models.vit import VisionTransformer
 from keras_vit.weights.loader import resolve_weights
 from keras_vit.weights.published import PUBLISHED_WEIGHTS, register_published, timm_entry
@@ -79,14 +80,8 @@ def _resolve_deit_weights(config_name, input_shape, weights, distilled):
     if weights is None:
         return None
     if weights == "imagenet":
-        key = (config_name, input_shape[0], bool(distilled))
-        if key not in DEFAULT_WEIGHTS or input_shape[0] != input_shape[1]:
-            sizes = sorted(s for n, s, d in DEFAULT_WEIGHTS if n == config_name and d == bool(distilled))
-            kind = "distilled" if distilled else "undistilled"
-            raise ValueError(
-                f"{config_name} ({kind}) has ImageNet weights for square inputs of {sizes}; pass one of those."
-            )
-        return DEFAULT_WEIGHTS[key]
+        kind = " (distilled)" if distilled else " (undistilled)"
+        return default_weights(config_name, input_shape, DEFAULT_WEIGHTS, (bool(distilled),), kind)
     entry = PUBLISHED_WEIGHTS.get(weights) if isinstance(weights, str) else None
     if entry is not None and entry.get("distilled") is not None and entry["distilled"] != bool(distilled):
         raise ValueError(
@@ -115,8 +110,7 @@ def _builder(config_name):
         name=None,
         **kwargs,
     ):
-        if len(input_shape) != 3:
-            raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+        check_input_shape(input_shape)
         weights = _resolve_deit_weights(config_name, input_shape, weights, distilled)
         kwargs.setdefault("preprocessing_mean", IMAGENET_MEAN)
         kwargs.setdefault("preprocessing_std", IMAGENET_STD)

@@ -38,6 +38,7 @@ from keras_vit.layers.detr import (
 )
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 from keras_vit.models import resnet
+from keras_vit.models.builder_args import check_input_shape
 from keras_vit.weights import detr as _detr_weights  # noqa: F401  (registers the published checkpoints)
 from keras_vit.weights.loader import load_weights, resolve_weights
 
@@ -499,8 +500,7 @@ def DETR(
     ((1, 100, 92), (1, 100, 4))
     """
     input_shape = tuple(input_shape)
-    if len(input_shape) != 3:
-        raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+    check_input_shape(input_shape)
     weights_path = None if weights is None else resolve_weights(weights, "detr")[0]
     feature_extractor = _make_backbone(backbone, dilation, input_shape, dtype)
     model = DETRModel(

@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
+from keras_vit.models.builder_args import check_input_shape, default_weights
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 VIT_CONFIGS = {
@@ -193,14 +194,9 @@ def _builder(config_name):
         name=None,
         **kwargs,
     ):
-        if len(input_shape) != 3:
-            raise ValueError(f"input_shape must be (height, width, channels), got {input_shape!r}.")
+        check_input_shape(input_shape)
         if weights == "imagenet":
-            key = (config_name, input_shape[0])
-            if key not in DEFAULT_WEIGHTS or input_shape[0] != input_shape[1]:
-                sizes = sorted(s for n, s in DEFAULT_WEIGHTS if n == config_name)
-                raise ValueError(f"{config_name} has ImageNet weights for square inputs of {sizes}; pass one of those.")
-            weights = DEFAULT_WEIGHTS[key]
+            weights = default_weights(config_name, input_shape, DEFAULT_WEIGHTS)
         return VisionTransformer(
             image_size=tuple(input_shape[:2]),
             num_channels=input_shape[2],
