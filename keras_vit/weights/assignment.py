@@ -28,6 +28,30 @@ def conv_kernel(weight):
     return np.transpose(weight, (2, 3, 1, 0))
 
 
+def optional_layer(model, name):
+    """`model.get_layer(name)`, or None when the model has no such layer (optional parts: heads, tokens)."""
+    try:
+        return model.get_layer(name)
+    except ValueError:
+        return None
+
+
+def numbered_layers(model, name_format):
+    """The layers `name_format.format(0)`, `name_format.format(1)`, ... up to the first missing one.
+
+    Example:
+    >>> import keras
+    >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="block_0"),
+    ...                           keras.layers.Dense(2, name="block_1")])
+    >>> [layer.name for layer in numbered_layers(model, "block_{}")]
+    ['block_0', 'block_1']
+    """
+    layers = []
+    while (layer := optional_layer(model, name_format.format(len(layers)))) is not None:
+        layers.append(layer)
+    return layers
+
+
 def _variable_name(variable):
     return getattr(variable, "path", None) or variable.name
 

@@ -22,28 +22,17 @@ or a last stage clamped to a smaller map) is resampled with timm's
 import numpy as np
 
 from keras_vit.layers.swin import relative_position_index
-from keras_vit.weights.assignment import WeightAssignment, WeightsMismatchError, conv_kernel, linear_kernel
-
-
-def _layer(model, name):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        return None
+from keras_vit.weights.assignment import (
+    WeightAssignment, WeightsMismatchError, conv_kernel, linear_kernel, numbered_layers, optional_layer,
+)
 
 
 def _stages(model):
     """[(downsample layer or None, [blocks])] for each stage of a `SwinTransformer`."""
-    stages, i = [], 0
-    while True:
-        blocks, j = [], 0
-        while (block := _layer(model, f"stage_{i}_block_{j}")) is not None:
-            blocks.append(block)
-            j += 1
-        if not blocks:
-            return stages
-        stages.append((_layer(model, f"stage_{i}_downsample"), blocks))
-        i += 1
+    stages = []
+    while blocks := numbered_layers(model, f"stage_{len(stages)}_block_{{}}"):
+        stages.append((optional_layer(model, f"stage_{len(stages)}_downsample"), blocks))
+    return stages
 
 
 def _geometric_positions(src, dst):
@@ -150,12 +139,12 @@ def _dense(plan, layer, prefix, head=False):
 
 def _top(plan, model, norm_prefix, head_prefix):
     """The final norm and the head, or the keys skipped when the model has none."""
-    norm = _layer(model, "norm")
+    norm = optional_layer(model, "norm")
     if norm is not None:
         _norm(plan, norm, norm_prefix)
     else:
         plan.skip(norm_prefix + ".weight", norm_prefix + ".bias")
-    head = _layer(model, "head")
+    head = optional_layer(model, "head")
     if head is not None:
         _dense(plan, head, head_prefix, head=True)
     else:

@@ -9,7 +9,9 @@ and timm hold the same tensors under other names (`outer_pos` = `patch_pos`,
 
 import numpy as np
 
-from keras_vit.weights.assignment import WeightAssignment, WeightsMismatchError, conv_kernel, linear_kernel
+from keras_vit.weights.assignment import (
+    WeightAssignment, WeightsMismatchError, conv_kernel, linear_kernel, numbered_layers, optional_layer,
+)
 from keras_vit.weights.resampling import square_grid
 
 # timm name component -> the official repository's, key by key ("blocks.3.mlp_in.fc1.weight"
@@ -39,21 +41,6 @@ def timm_to_official_key(key):
     'blocks.0.inner_norm2.weight'
     """
     return ".".join(_OFFICIAL_NAMES.get(part, part) for part in key.split("."))
-
-
-def _layer(model, name):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        return None
-
-
-def _blocks(model):
-    blocks, i = [], 0
-    while (block := _layer(model, f"block_{i}")) is not None:
-        blocks.append(block)
-        i += 1
-    return blocks
 
 
 class _Plan:
@@ -118,7 +105,7 @@ def _fill(plan, model, source):
     _projection(plan, model.get_layer("pixel_to_patch"), "")
     plan.assign(model.get_layer("cls_token").token, "cls_token")
     _patch_position(plan, model)
-    for i, block in enumerate(_blocks(model)):
+    for i, block in enumerate(numbered_layers(model, "block_{}")):
         p = f"blocks.{i}."
         plan.norm(block.norm_in, p + "norm_in")
         for name in ("qk", "v", "proj"):
@@ -134,7 +121,7 @@ def _fill(plan, model, source):
         plan.dense(block.mlp.fc1, p + "mlp.fc1")
         plan.dense(block.mlp.fc2, p + "mlp.fc2")
     plan.norm(model.get_layer("norm"), "norm")
-    head = _layer(model, "head")
+    head = optional_layer(model, "head")
     if head is not None:
         plan.dense(head, "head", head=True)
     else:

@@ -9,23 +9,10 @@ import re
 
 import numpy as np
 
-from keras_vit.weights.assignment import WeightAssignment, conv_kernel, linear_kernel
+from keras_vit.weights.assignment import (
+    WeightAssignment, conv_kernel, linear_kernel, numbered_layers, optional_layer,
+)
 from keras_vit.weights.resampling import square_grid
-
-
-def _layer(model, name):
-    try:
-        return model.get_layer(name)
-    except ValueError:
-        return None
-
-
-def _blocks(model):
-    blocks, i = [], 0
-    while (block := _layer(model, f"block_{i}")) is not None:
-        blocks.append(block)
-        i += 1
-    return blocks
 
 
 def _norm(plan, layer, weight_key, bias_key):
@@ -55,7 +42,7 @@ def _position_embedding(plan, model, key, method):
 
 def _heads(plan, model, head_key, dist_key, transform):
     for layer_name, key in (("head", head_key), ("head_dist", dist_key)):
-        layer = _layer(model, layer_name)
+        layer = optional_layer(model, layer_name)
         if layer is not None:
             plan.assign(layer.kernel, key + ".weight" if transform else key + "/kernel", transform, head=True)
             plan.assign(layer.bias, key + ".bias" if transform else key + "/bias", head=True)
@@ -69,10 +56,10 @@ def _from_timm(plan, model):
     plan.assign(embed.kernel, "patch_embed.proj.weight", conv_kernel)
     plan.assign(embed.bias, "patch_embed.proj.bias")
     plan.assign(model.get_layer("cls_token").token, "cls_token")
-    if _layer(model, "dist_token") is not None:
+    if optional_layer(model, "dist_token") is not None:
         plan.assign(model.get_layer("dist_token").token, "dist_token")
     _position_embedding(plan, model, "pos_embed", "bicubic_antialias")
-    for i, block in enumerate(_blocks(model)):
+    for i, block in enumerate(numbered_layers(model, "block_{}")):
         p = f"blocks.{i}."
         _norm(plan, block.norm1, p + "norm1.weight", p + "norm1.bias")
         _dense(plan, block.attn.qkv, p + "attn.qkv")
@@ -81,7 +68,7 @@ def _from_timm(plan, model):
         _dense(plan, block.mlp.fc1, p + "mlp.fc1")
         _dense(plan, block.mlp.fc2, p + "mlp.fc2")
     for norm_name in ("norm", "fc_norm"):
-        if _layer(model, norm_name) is not None:
+        if optional_layer(model, norm_name) is not None:
             _norm(plan, model.get_layer(norm_name), f"{norm_name}.weight", f"{norm_name}.bias")
     _heads(plan, model, "head", "head_dist", linear_kernel)
 
@@ -123,13 +110,13 @@ def _from_transformers(plan, model):
     plan.assign(embed.kernel, p0 + "embeddings.patch_embeddings.projection.weight", conv_kernel)
     plan.assign(embed.bias, p0 + "embeddings.patch_embeddings.projection.bias")
     plan.assign(model.get_layer("cls_token").token, p0 + "embeddings.cls_token")
-    if _layer(model, "dist_token") is not None:
+    if optional_layer(model, "dist_token") is not None:
         plan.assign(model.get_layer("dist_token").token, p0 + "embeddings.distillation_token")
     _position_embedding(plan, model, p0 + "embeddings.position_embeddings", "bicubic_antialias")
     # A base model's pooler (dense + tanh) and a masked-image-modeling token are not part of the classifier.
     plan.skip_prefix(p0 + "pooler.")
     plan.skip(p0 + "embeddings.mask_token")
-    for i, block in enumerate(_blocks(model)):
+    for i, block in enumerate(numbered_layers(model, "block_{}")):
         p = f"{p0}encoder.layer.{i}."
         qkv = [p + f"attention.attention.{n}" for n in ("query", "key", "value")]
         proj, fc1, fc2 = p + "attention.output.dense", p + "intermediate.dense", p + "output.dense"
@@ -144,7 +131,7 @@ def _from_transformers(plan, model):
         _dense(plan, block.mlp.fc1, fc1)
         _dense(plan, block.mlp.fc2, fc2)
     _norm(plan, model.get_layer("norm"), p0 + "layernorm.weight", p0 + "layernorm.bias")
-    if _layer(model, "dist_token") is not None:  # DeiTForImageClassificationWithTeacher
+    if optional_layer(model, "dist_token") is not None:  # DeiTForImageClassificationWithTeacher
         _heads(plan, model, "cls_classifier", "distillation_classifier", linear_kernel)
     else:
         _heads(plan, model, "classifier", None, linear_kernel)
@@ -158,7 +145,7 @@ def _from_google_npz(plan, model):
     # timm's .npz loader resamples bilinearly, without antialias.
     _position_embedding(plan, model, "Transformer/posembed_input/pos_embedding", "bilinear")
     plan.skip("pre_logits/kernel", "pre_logits/bias")  # representation layer, dropped by fine-tuned heads
-    for i, block in enumerate(_blocks(model)):
+    for i, block in enumerate(numbered_layers(model, "block_{}")):
         p = f"Transformer/encoderblock_{i}/"
         a = p + "MultiHeadDotProductAttention_1/"
         _norm(plan, block.norm1, p + "LayerNorm_0/scale", p + "LayerNorm_0/bias")
