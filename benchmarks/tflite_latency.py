@@ -25,7 +25,7 @@ import numpy as np
 import keras_vit
 from keras_vit.export import ExportJob, export_many
 from keras_vit.export.verification import digit_images
-from keras_vit.models.vit import VIT_CONFIGS
+from keras_vit.models.vit.vit_model import VIT_CONFIGS
 
 IMAGE_SIZE = 224
 

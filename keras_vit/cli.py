@@ -120,7 +120,7 @@ def _dataset_slug(source):
 
 def _model_config(args):
     """The model's name and keyword arguments for `VisionTransformer`, from the flags."""
-    from keras_vit.models.vit import VIT_CONFIGS
+    from keras_vit.models.vit.vit_model import VIT_CONFIGS
 
     overrides = {flag: getattr(args, flag) for flag in CUSTOM_FLAGS if getattr(args, flag) is not None}
     if args.model == "custom":
@@ -178,7 +178,7 @@ def run_train(args):
         _set_threads(keras.backend.backend(), args.threads)
 
     from keras_vit.data import load_classification_data
-    from keras_vit.models.vit import VisionTransformer
+    from keras_vit.models.vit.vit_model import VisionTransformer
 
     keras.utils.set_random_seed(args.seed)
     data = load_classification_data(

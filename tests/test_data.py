@@ -18,7 +18,7 @@ from keras_vit.data import (
     tfds_dataset,
 )
 from keras_vit.data.classification import DIGITS_PATH
-from keras_vit.models.vit import VisionTransformer
+from keras_vit.models.vit.vit_model import VisionTransformer
 
 
 def tiny_vit(num_classes, image_size=16):

@@ -8,7 +8,7 @@ import pytest
 import keras_vit
 from conftest import fixture_path, load_fixture, to_numpy
 from keras_vit.weights import PUBLISHED_WEIGHTS, WeightsMismatchError
-from keras_vit.weights.vit import convert_vit
+from keras_vit.models.vit.convert_vit import convert_vit
 
 TINY = dict(image_size=32, patch_size=8, hidden_dim=48, depth=2, num_heads=3, mlp_dim=192, num_classes=10)
 
@@ -133,7 +133,7 @@ def test_published_deit_checkpoints_are_registered_with_imagenet_statistics():
         assert entry["mean"] == (0.485, 0.456, 0.406) and entry["std"] == (0.229, 0.224, 0.225)
         assert entry["distilled"] == ("distilled" in name)
         assert entry["image_size"] == (384 if "_384" in name else 224)
-    from keras_vit.models.deit import DEFAULT_WEIGHTS
+    from keras_vit.models.deit.deit_model import DEFAULT_WEIGHTS
 
     assert DEFAULT_WEIGHTS[("DeiTB16", 384, True)] == "deit_base_distilled_patch16_384.fb_in1k"
     assert set(DEFAULT_WEIGHTS.values()) == set(names)

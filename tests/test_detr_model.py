@@ -10,9 +10,9 @@ import pytest
 
 import keras_vit
 from conftest import BACKEND, fixture_path, load_fixture, to_numpy
-from keras_vit.models.resnet import ResNet
+from keras_vit.models.resnet.resnet_model import ResNet
 from keras_vit.weights import WeightsMismatchError, read_checkpoint
-from keras_vit.weights.detr import convert_detr
+from keras_vit.models.detr.convert_detr import convert_detr
 
 # The detr_tiny fixture: transformers DETR with a small HF ResNet (bottleneck, widths 16-32-64-128).
 TINY = dict(num_classes=5, num_queries=8, hidden_dim=32, num_encoder_layers=2, num_decoder_layers=2,

@@ -20,7 +20,7 @@ NUM_CLASSES = 3
 
 
 def tiny_detr(num_queries=6):
-    from keras_vit.models.detr import DETR
+    from keras_vit.models.detr.detr_model import DETR
 
     cnn = keras.Sequential(
         [

@@ -44,7 +44,7 @@ def tiny_tnt():
 
 
 def tiny_detr():
-    from keras_vit.models.resnet import ResNet
+    from keras_vit.models.resnet.resnet_model import ResNet
 
     backbone = ResNet(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, name="tiny_resnet")
     return keras_vit.DETR(backbone, num_classes=5, num_queries=8, hidden_dim=32, num_encoder_layers=1,

@@ -6,7 +6,7 @@ import pytest
 
 from conftest import to_numpy, torch
 from keras_vit import layers
-from keras_vit.weights.resampling import resize_grid
+from keras_vit.layers.resampling import resize_grid
 
 LAYER_CASES = [
     (layers.PatchEmbedding, dict(patch_size=8, hidden_dim=16), (2, 32, 24, 3)),

@@ -9,9 +9,9 @@ import pytest
 
 import keras_vit
 from conftest import BACKEND, fixture_path, load_fixture, to_numpy
-from keras_vit.layers.swin import cyclic_shift, shifted_window_mask, window_merge, window_partition
+from keras_vit.models.swin.swin_layers import cyclic_shift, shifted_window_mask, window_merge, window_partition
 from keras_vit.weights import WeightsMismatchError, read_checkpoint
-from keras_vit.weights.swin import resample_relative_position_bias_table
+from keras_vit.models.swin.convert_swin import resample_relative_position_bias_table
 
 # The swin_tiny fixture's configuration (timm SwinTransformer(img 64, patch 4, window 4, dim 32, 2-2-2, 2-4-8)).
 TINY = dict(image_size=64, patch_size=4, window_size=4, embed_dim=32, depths=(2, 2, 2), num_heads=(2, 4, 8))
@@ -36,7 +36,7 @@ def test_timm_checkpoint_matches_reference_logits_and_stages():
 
 def _official_layout(tensors):
     """The timm fixture renamed to microsoft/Swin-Transformer's layout, with its saved buffers."""
-    from keras_vit.layers.swin import relative_position_index
+    from keras_vit.models.swin.swin_layers import relative_position_index
 
     official = {}
     for key, value in tensors.items():
@@ -67,7 +67,7 @@ def test_strict_loading_names_problems_and_leaves_model_unchanged():
     tensors = _timm_tensors()
     tensors.pop("layers.1.blocks.0.attn.qkv.bias")
     tensors["layers.9.extra.weight"] = np.zeros(3, "float32")
-    from keras_vit.weights.swin import convert_swin
+    from keras_vit.models.swin.convert_swin import convert_swin
 
     with pytest.raises(WeightsMismatchError, match=r"qkv\.bias[\s\S]*layers\.9\.extra\.weight|layers\.9[\s\S]*qkv"):
         convert_swin(model, tensors)
@@ -115,7 +115,7 @@ def test_transformers_checkpoint_matches_transformers(tmp_path):
 
 def _transformers4_names(state):
     """transformers 5 names -> the transformers-4 names of the hub's Swin files (with the index buffers)."""
-    from keras_vit.layers.swin import relative_position_index
+    from keras_vit.models.swin.swin_layers import relative_position_index
 
     renamed = {}
     for key, value in state.items():

@@ -9,8 +9,8 @@ import pytest
 import keras_vit
 from conftest import BACKEND, fixture_path, load_fixture, to_numpy
 from keras_vit.weights import WeightsMismatchError, read_checkpoint
-from keras_vit.weights.resampling import resample_position_embedding
-from keras_vit.weights.tnt import timm_to_official_key
+from keras_vit.layers.resampling import resample_position_embedding
+from keras_vit.models.tnt.convert_tnt import timm_to_official_key
 
 TINY = dict(
     image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=2,
@@ -170,7 +170,7 @@ def test_mismatched_checkpoint_leaves_model_unchanged():
     model = keras_vit.TNT(**{**TINY, "depth": 1})
     before = _weights_snapshot(model)
     with pytest.raises(WeightsMismatchError, match="blocks.1.attn_in.qk.weight"):
-        keras_vit.weights.load_weights(model, CHECKPOINT, keras_vit.weights.tnt.convert_tnt, "tnt")
+        keras_vit.weights.load_weights(model, CHECKPOINT, keras_vit.models.tnt.convert_tnt.convert_tnt, "tnt")
     for old, new in zip(before, _weights_snapshot(model)):
         np.testing.assert_array_equal(old, new)
     with pytest.raises(ValueError, match="not a TNT checkpoint"):
@@ -178,7 +178,7 @@ def test_mismatched_checkpoint_leaves_model_unchanged():
 
 
 def test_legacy_timm_layout_is_refused_clearly():
-    from keras_vit.weights.tnt import convert_tnt
+    from keras_vit.models.tnt.convert_tnt import convert_tnt
 
     _, tensors = read_checkpoint(CHECKPOINT)
     legacy = {k: v for k, v in tensors.items() if not k.startswith("blocks.0.norm2_proj")}

@@ -131,7 +131,7 @@ def test_checkpoint_of_another_architecture_fails_and_changes_nothing():
     model = keras_vit.VisionTransformer(**{**TINY, "depth": 3})
     before = [to_numpy(v).copy() for v in model.weights]
     from keras_vit.weights.loader import load_weights
-    from keras_vit.weights.vit import convert_vit
+    from keras_vit.models.vit.convert_vit import convert_vit
 
     with pytest.raises(WeightsMismatchError) as error:
         load_weights(model, fixture_path("vit_tiny.safetensors"), convert_vit, "vit")

@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_vit.data import SHAPES_CLASS_NAMES, detection_dataset_from_arrays, make_shapes_dataset
 from keras_vit.data import prepare_detection_dataset
-from keras_vit.models.detr import DETR
+from keras_vit.models.detr.detr_model import DETR
 from keras_vit.training import COCOMetricsCallback, detr_optimizer, evaluate_coco
 
 

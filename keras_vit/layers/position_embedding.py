@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_vit.weights.resampling import resample_position_embedding
+from keras_vit.layers.resampling import resample_position_embedding
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")

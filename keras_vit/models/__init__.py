@@ -1,5 +1,13 @@
-"""Model builders, one module per family."""
+"""Model families, one package each: `keras_vit/models/<family>/` holds the family's
+layers, model and builders, checkpoint converters and presets, and registers them.
 
+Example:
+>>> import keras_vit
+>>> keras_vit.models.model_names(family="swin")
+['SwinT', 'SwinS', 'SwinB', 'SwinL']
+"""
+
+from keras_vit.models.registry import ModelSpec, get_model_spec, model_names, register_model
 from keras_vit.models.vit import (
     VisionTransformer,
     ViTB16,

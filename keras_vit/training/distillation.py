@@ -22,7 +22,7 @@ def _student_heads(student):
     """A functional view `[class_logits, distillation_logits]` of a distilled DeiT, or None."""
     names = {layer.name for layer in getattr(student, "layers", [])}
     if {"head", "head_dist"} <= names and hasattr(student, "input"):
-        from keras_vit.models.deit import distillation_heads
+        from keras_vit.models.deit.deit_model import distillation_heads
 
         return distillation_heads(student)
     return None

@@ -54,7 +54,7 @@ def load_weights(model, weights, converter, family, allow_head_reset=False):
     >>> model = keras_vit.VisionTransformer(32, 8, 48, 2, 3, 192, num_classes=10)
     >>> path = os.path.join(tempfile.mkdtemp(), "vit.weights.h5")
     >>> model.save_weights(path)
-    >>> from keras_vit.weights.vit import convert_vit
+    >>> from keras_vit.models.vit.convert_vit import convert_vit
     >>> load_weights(model, path, convert_vit, "vit")
     """
     if weights is None:

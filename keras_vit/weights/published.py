@@ -1,13 +1,22 @@
-"""The table of published checkpoints, and downloading them into a cache."""
+"""The table of published checkpoints, and downloading them into a cache.
+
+The table starts empty: each family's package (`keras_vit/models/<family>/`) registers its
+own presets from its `__init__`, so that importing `keras_vit` fills it once.
+"""
 
 import os
 
-from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, INCEPTION_MEAN, INCEPTION_STD
-
 _TIMM_HUB = "https://huggingface.co/timm/{name}/resolve/main/model.safetensors"
+_HUB_FILE = "https://huggingface.co/{name}/resolve/main/{filename}"
 
 
-def _timm(name, family, num_classes, image_size, mean, std):
+def timm_entry(name, family, num_classes, image_size, mean, std, **extra):
+    """A preset entry for a checkpoint on timm's hub page (`model.safetensors`).
+
+    Example:
+    >>> timm_entry("vit_tiny_patch16_224.augreg_in21k_ft_in1k", "vit", 1000, 224, (0.5,) * 3, (0.5,) * 3)["filename"]
+    'vit_tiny_patch16_224.augreg_in21k_ft_in1k.safetensors'
+    """
     return {
         "name": name,
         "family": family,
@@ -17,41 +26,39 @@ def _timm(name, family, num_classes, image_size, mean, std):
         "image_size": image_size,
         "mean": mean,
         "std": std,
+        **extra,
     }
 
 
-# timm hub names -> what each checkpoint is. Families add their entries here.
+def hub_entry(name, family, filename, num_classes, image_size, mean, std, **extra):
+    """A preset entry for a file of a model-hub repository `name` ("owner/repo").
+
+    Example:
+    >>> hub_entry("facebook/detr-resnet-50", "detr", "pytorch_model.bin", 91, None, (0.5,) * 3, (0.5,) * 3)["filename"]
+    'facebook--detr-resnet-50.bin'
+    """
+    extension = os.path.splitext(filename)[1]
+    return {
+        "name": name,
+        "family": family,
+        "url": _HUB_FILE.format(name=name, filename=filename),
+        "filename": name.replace("/", "--") + extension,
+        "num_classes": num_classes,
+        "image_size": image_size,
+        "mean": mean,
+        "std": std,
+        **extra,
+    }
+
+
+# Published names -> what each checkpoint is; filled by the families' `__init__`.
 PUBLISHED_WEIGHTS = {}
 
 
 def register_published(*entries):
+    """Adds preset entries (from `timm_entry`/`hub_entry`) to the table; a family's `__init__` calls it."""
     for entry in entries:
         PUBLISHED_WEIGHTS[entry["name"]] = entry
-
-
-_VIT = [
-    ("vit_tiny_patch16_224.augreg_in21k_ft_in1k", 1000, 224),
-    ("vit_tiny_patch16_384.augreg_in21k_ft_in1k", 1000, 384),
-    ("vit_small_patch16_224.augreg_in21k_ft_in1k", 1000, 224),
-    ("vit_small_patch16_384.augreg_in21k_ft_in1k", 1000, 384),
-    ("vit_small_patch32_224.augreg_in21k_ft_in1k", 1000, 224),
-    ("vit_small_patch32_384.augreg_in21k_ft_in1k", 1000, 384),
-    ("vit_base_patch16_224.augreg2_in21k_ft_in1k", 1000, 224),
-    ("vit_base_patch16_224.augreg_in21k_ft_in1k", 1000, 224),
-    ("vit_base_patch16_224.orig_in21k_ft_in1k", 1000, 224),
-    ("vit_base_patch16_384.augreg_in21k_ft_in1k", 1000, 384),
-    ("vit_base_patch16_384.orig_in21k_ft_in1k", 1000, 384),
-    ("vit_base_patch32_224.augreg_in21k_ft_in1k", 1000, 224),
-    ("vit_base_patch32_384.augreg_in21k_ft_in1k", 1000, 384),
-    ("vit_large_patch16_224.augreg_in21k_ft_in1k", 1000, 224),
-    ("vit_large_patch16_384.augreg_in21k_ft_in1k", 1000, 384),
-    ("vit_large_patch32_384.orig_in21k_ft_in1k", 1000, 384),
-    ("vit_huge_patch14_224.orig_in21k", 0, 224),
-]
-register_published(*(_timm(n, "vit", c, s, INCEPTION_MEAN, INCEPTION_STD) for n, c, s in _VIT))
-
-# The entry maker, for families that register their checkpoints from their own modules (DeiT).
-timm_entry = _timm
 
 
 def cache_dir():
@@ -94,29 +101,3 @@ def fetch_published(name):
             f"  {entry['url']}\n"
             f"by hand, put it at {path} (or anywhere), and pass weights=\"{path}\"."
         ) from error
-
-# TNT (timm >= 1.0.16 layout, which matches the official weights); inputs normalized with mean = std = 0.5.
-register_published(
-    _timm("tnt_s_patch16_224.in1k", "tnt", 1000, 224, INCEPTION_MEAN, INCEPTION_STD),
-    _timm("tnt_b_patch16_224.in1k", "tnt", 1000, 224, INCEPTION_MEAN, INCEPTION_STD),
-)
-# Swin (timm hub layout; ImageNet mean/std). 22k-only checkpoints have 21841 classes.
-_SWIN = [
-    ("swin_tiny_patch4_window7_224.ms_in1k", 1000, 224),
-    ("swin_tiny_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
-    ("swin_tiny_patch4_window7_224.ms_in22k", 21841, 224),
-    ("swin_small_patch4_window7_224.ms_in1k", 1000, 224),
-    ("swin_small_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
-    ("swin_small_patch4_window7_224.ms_in22k", 21841, 224),
-    ("swin_base_patch4_window7_224.ms_in1k", 1000, 224),
-    ("swin_base_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
-    ("swin_base_patch4_window7_224.ms_in22k", 21841, 224),
-    ("swin_base_patch4_window12_384.ms_in1k", 1000, 384),
-    ("swin_base_patch4_window12_384.ms_in22k_ft_in1k", 1000, 384),
-    ("swin_base_patch4_window12_384.ms_in22k", 21841, 384),
-    ("swin_large_patch4_window7_224.ms_in22k_ft_in1k", 1000, 224),
-    ("swin_large_patch4_window7_224.ms_in22k", 21841, 224),
-    ("swin_large_patch4_window12_384.ms_in22k_ft_in1k", 1000, 384),
-    ("swin_large_patch4_window12_384.ms_in22k", 21841, 384),
-]
-register_published(*(_timm(n, "swin", c, s, IMAGENET_MEAN, IMAGENET_STD) for n, c, s in _SWIN))

@@ -1,7 +1,7 @@
 """Key maps for ViT and DeiT checkpoints: timm, transformers, Google's .npz.
 
 Each `_from_*` function says which checkpoint key fills which layer of a model
-built by `keras_vit.models.vit.VisionTransformer`; `convert_vit` picks the
+built by `keras_vit.models.vit.vit_model.VisionTransformer`; `convert_vit` picks the
 source from the keys and applies the plan strictly (see `assignment`).
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from keras_vit.weights.assignment import (
     WeightAssignment, conv_kernel, linear_kernel, numbered_layers, optional_layer,
 )
-from keras_vit.weights.resampling import square_grid
+from keras_vit.layers.resampling import square_grid
 
 
 def _norm(plan, layer, weight_key, bias_key):

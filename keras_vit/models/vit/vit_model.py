@@ -3,7 +3,7 @@
 `VisionTransformer` takes every hyper-parameter; `ViTTi16` ... `ViTH14` are the
 canonical configurations. The layer names (`patch_embed`, `cls_token`,
 `pos_embed`, `block_{i}`, `norm`, `head`) are what the checkpoint converters in
-`keras_vit.weights.vit` fill.
+`keras_vit.models.vit.convert_vit` fill.
 """
 
 import keras
@@ -12,6 +12,8 @@ import numpy as np
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
 from keras_vit.models.builder_args import check_input_shape, default_weights
+from keras_vit.models.vit.convert_vit import convert_vit
+from keras_vit.models.vit.vit_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 VIT_CONFIGS = {
@@ -24,25 +26,6 @@ VIT_CONFIGS = {
     "ViTL32": dict(patch_size=32, hidden_dim=1024, depth=24, num_heads=16, mlp_dim=4096),
     "ViTH14": dict(patch_size=14, hidden_dim=1280, depth=32, num_heads=16, mlp_dim=5120),
 }
-
-# What `weights="imagenet"` means for each builder, per input size.
-DEFAULT_WEIGHTS = {
-    ("ViTTi16", 224): "vit_tiny_patch16_224.augreg_in21k_ft_in1k",
-    ("ViTTi16", 384): "vit_tiny_patch16_384.augreg_in21k_ft_in1k",
-    ("ViTS16", 224): "vit_small_patch16_224.augreg_in21k_ft_in1k",
-    ("ViTS16", 384): "vit_small_patch16_384.augreg_in21k_ft_in1k",
-    ("ViTS32", 224): "vit_small_patch32_224.augreg_in21k_ft_in1k",
-    ("ViTS32", 384): "vit_small_patch32_384.augreg_in21k_ft_in1k",
-    ("ViTB16", 224): "vit_base_patch16_224.augreg2_in21k_ft_in1k",
-    ("ViTB16", 384): "vit_base_patch16_384.augreg_in21k_ft_in1k",
-    ("ViTB32", 224): "vit_base_patch32_224.augreg_in21k_ft_in1k",
-    ("ViTB32", 384): "vit_base_patch32_384.augreg_in21k_ft_in1k",
-    ("ViTL16", 224): "vit_large_patch16_224.augreg_in21k_ft_in1k",
-    ("ViTL16", 384): "vit_large_patch16_384.augreg_in21k_ft_in1k",
-    ("ViTL32", 384): "vit_large_patch32_384.orig_in21k_ft_in1k",
-    ("ViTH14", 224): "vit_huge_patch14_224.orig_in21k",
-}
-
 
 def _image_size(image_size):
     if isinstance(image_size, int):
@@ -172,8 +155,6 @@ def VisionTransformer(
         x = keras.layers.Average(dtype=dtype, name="average_features")([x, dist_features])
     model = keras.Model(inputs, x, name=name)
     if weights_path is not None:
-        from keras_vit.weights.vit import convert_vit
-
         load_weights(model, weights_path, convert_vit, "vit", allow_head_reset=True)
     return model
 

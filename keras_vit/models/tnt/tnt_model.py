@@ -3,7 +3,7 @@
 `TNT` takes every hyper-parameter; `TNTS16` and `TNTB16` are the canonical
 configurations (TNT-S: 23.8M parameters, 81.5% ImageNet top-1). The layer
 names (`pixel_embed`, `pixel_pos`, `pixel_to_patch`, `cls_token`, `patch_pos`,
-`block_{i}`, `norm`, `head`) are what `keras_vit.weights.tnt` fills.
+`block_{i}`, `norm`, `head`) are what `keras_vit.models.tnt.convert_tnt` fills.
 """
 
 import keras
@@ -11,22 +11,17 @@ import numpy as np
 
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
-from keras_vit.layers.tnt import PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTBlock
+from keras_vit.models.tnt.tnt_layers import PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTBlock
 from keras_vit.models.builder_args import check_input_shape, default_weights
-from keras_vit.models.vit import _image_size, check_image_size
+from keras_vit.models.tnt.convert_tnt import convert_tnt
+from keras_vit.models.tnt.tnt_presets import DEFAULT_WEIGHTS
+from keras_vit.models.vit.vit_model import _image_size, check_image_size
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 TNT_CONFIGS = {
     "TNTS16": dict(patch_size=16, hidden_dim=384, inner_dim=24, depth=12, num_heads_inner=4, num_heads_outer=6),
     "TNTB16": dict(patch_size=16, hidden_dim=640, inner_dim=40, depth=12, num_heads_inner=4, num_heads_outer=10),
 }
-
-# What `weights="imagenet"` means for each builder, per input size.
-DEFAULT_WEIGHTS = {
-    ("TNTS16", 224): "tnt_s_patch16_224.in1k",
-    ("TNTB16", 224): "tnt_b_patch16_224.in1k",
-}
-
 
 def TNT(
     image_size=224,
@@ -143,8 +138,6 @@ def TNT(
             x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, x, name=name)
     if weights_path is not None:
-        from keras_vit.weights.tnt import convert_tnt
-
         load_weights(model, weights_path, convert_tnt, "tnt", allow_head_reset=True)
     return model
 

@@ -6,7 +6,7 @@ The layout is timm's: patch embedding + LayerNorm, then stages whose first
 layer (from the second stage on) is a `PatchMerging`, then a final LayerNorm,
 global average pooling and the head. Layer names (`patch_embed`,
 `patch_embed_norm`, `stage_{i}_downsample`, `stage_{i}_block_{j}`, `norm`,
-`head`) are what `keras_vit.weights.swin` fills.
+`head`) are what `keras_vit.models.swin.convert_swin` fills.
 
 Use as a backbone: `features_only=True` returns a dict of every stage's map,
 channels-last and keyed by stride (`"stride_4"` ... `"stride_32"` for patch 4),
@@ -22,8 +22,10 @@ import numpy as np
 
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from keras_vit.layers.swin import PatchMerging, SwinBlock
+from keras_vit.models.swin.swin_layers import PatchMerging, SwinBlock
 from keras_vit.models.builder_args import check_input_shape, default_weights
+from keras_vit.models.swin.convert_swin import convert_swin
+from keras_vit.models.swin.swin_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 SWIN_CONFIGS = {
@@ -32,17 +34,6 @@ SWIN_CONFIGS = {
     "SwinB": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
     "SwinL": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
 }
-
-# What `weights="imagenet"` means for each builder and input size (timm's default tags).
-DEFAULT_WEIGHTS = {
-    ("SwinT", 224): "swin_tiny_patch4_window7_224.ms_in1k",
-    ("SwinS", 224): "swin_small_patch4_window7_224.ms_in22k_ft_in1k",
-    ("SwinB", 224): "swin_base_patch4_window7_224.ms_in22k_ft_in1k",
-    ("SwinB", 384): "swin_base_patch4_window12_384.ms_in22k_ft_in1k",
-    ("SwinL", 224): "swin_large_patch4_window7_224.ms_in22k_ft_in1k",
-    ("SwinL", 384): "swin_large_patch4_window12_384.ms_in22k_ft_in1k",
-}
-
 
 def _image_size(image_size):
     if isinstance(image_size, (int, np.integer)):
@@ -210,8 +201,6 @@ def SwinTransformer(
                 x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
         model = keras.Model(inputs, x, name=name)
     if weights_path is not None:
-        from keras_vit.weights.swin import convert_swin
-
         load_weights(model, weights_path, convert_swin, "swin", allow_head_reset=True)
     return model
 

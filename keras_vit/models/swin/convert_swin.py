@@ -21,7 +21,7 @@ or a last stage clamped to a smaller map) is resampled with timm's
 
 import numpy as np
 
-from keras_vit.layers.swin import relative_position_index
+from keras_vit.models.swin.swin_layers import relative_position_index
 from keras_vit.weights.assignment import (
     WeightAssignment, WeightsMismatchError, conv_kernel, linear_kernel, numbered_layers, optional_layer,
 )

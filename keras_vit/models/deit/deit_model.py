@@ -11,45 +11,16 @@ import keras
 
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_vit.models.builder_args import check_input_shape, default_weights
-from keras_vit.models.vit import VisionTransformer
+from keras_vit.models.vit.vit_model import VisionTransformer
 from keras_vit.weights.loader import resolve_weights
-from keras_vit.weights.published import PUBLISHED_WEIGHTS, register_published, timm_entry
+from keras_vit.models.deit.deit_presets import DEFAULT_WEIGHTS
+from keras_vit.weights.published import PUBLISHED_WEIGHTS
 
 DEIT_CONFIGS = {
     "DeiTTi16": dict(patch_size=16, hidden_dim=192, depth=12, num_heads=3, mlp_dim=768),
     "DeiTS16": dict(patch_size=16, hidden_dim=384, depth=12, num_heads=6, mlp_dim=1536),
     "DeiTB16": dict(patch_size=16, hidden_dim=768, depth=12, num_heads=12, mlp_dim=3072),
 }
-
-# The DeiT checkpoints timm publishes (ImageNet-1k, 1000 classes): (name, distilled, input size).
-_DEIT_CHECKPOINTS = [
-    ("deit_tiny_patch16_224.fb_in1k", False, 224),
-    ("deit_small_patch16_224.fb_in1k", False, 224),
-    ("deit_base_patch16_224.fb_in1k", False, 224),
-    ("deit_base_patch16_384.fb_in1k", False, 384),
-    ("deit_tiny_distilled_patch16_224.fb_in1k", True, 224),
-    ("deit_small_distilled_patch16_224.fb_in1k", True, 224),
-    ("deit_base_distilled_patch16_224.fb_in1k", True, 224),
-    ("deit_base_distilled_patch16_384.fb_in1k", True, 384),
-]
-# Family "vit": a DeiT checkpoint fills a `VisionTransformer` through `convert_vit`.
-register_published(
-    *({**timm_entry(name, "vit", 1000, size, IMAGENET_MEAN, IMAGENET_STD), "distilled": distilled}
-      for name, distilled, size in _DEIT_CHECKPOINTS)
-)
-
-# What `weights="imagenet"` means for each builder: (builder, input size, distilled) -> name.
-DEFAULT_WEIGHTS = {
-    ("DeiTTi16", 224, False): "deit_tiny_patch16_224.fb_in1k",
-    ("DeiTS16", 224, False): "deit_small_patch16_224.fb_in1k",
-    ("DeiTB16", 224, False): "deit_base_patch16_224.fb_in1k",
-    ("DeiTB16", 384, False): "deit_base_patch16_384.fb_in1k",
-    ("DeiTTi16", 224, True): "deit_tiny_distilled_patch16_224.fb_in1k",
-    ("DeiTS16", 224, True): "deit_small_distilled_patch16_224.fb_in1k",
-    ("DeiTB16", 224, True): "deit_base_distilled_patch16_224.fb_in1k",
-    ("DeiTB16", 384, True): "deit_base_distilled_patch16_384.fb_in1k",
-}
-
 
 def distillation_heads(model):
     """A view of a distilled DeiT that returns `[class_logits, distillation_logits]`.

@@ -2,47 +2,16 @@
 transformers-5 names) and the original facebookresearch/detr `.pth`.
 
 Each source's transformer and heads map onto the layers of a
-`keras_vit.models.detr.DETRModel`; the ResNet backbone comes in three layouts
+`keras_vit.models.detr.detr_model.DETRModel`; the ResNet backbone comes in three layouts
 (timm/torchvision as in the published checkpoints and the original repository,
 and transformers' own `ResNetConfig` layout), each mapped onto
-`keras_vit.models.resnet`. `convert_detr` picks them from the keys and applies
+`keras_vit.models.resnet.resnet_model`. `convert_detr` picks them from the keys and applies
 the plan strictly (see `assignment`): every key used, every weight filled.
 """
 
 import numpy as np
 
-from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_vit.weights.assignment import WeightAssignment, conv_kernel, linear_kernel
-from keras_vit.weights.published import register_published
-
-_HUB = "https://huggingface.co/{name}/resolve/main/pytorch_model.bin"
-
-
-def _published(name):
-    return {
-        "name": name,
-        "family": "detr",
-        "url": _HUB.format(name=name),
-        "filename": name.replace("/", "--") + ".bin",
-        "num_classes": 91,
-        "image_size": None,  # any size; the reference resizes the shorter side to 800
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
-    }
-
-
-# transformers' COCO checkpoints (transformers-4 key names, timm ResNet backbones).
-register_published(
-    *(
-        _published(n)
-        for n in (
-            "facebook/detr-resnet-50",
-            "facebook/detr-resnet-50-dc5",
-            "facebook/detr-resnet-101",
-            "facebook/detr-resnet-101-dc5",
-        )
-    )
-)
 
 _BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))
 
@@ -231,7 +200,7 @@ def convert_detr(model, tensors, allow_head_reset=False):
     Example:
     >>> import keras_vit
     >>> from keras_vit.weights import read_checkpoint
-    >>> from keras_vit.models.resnet import ResNet
+    >>> from keras_vit.models.resnet.resnet_model import ResNet
     >>> backbone = ResNet(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16)
     >>> model = keras_vit.DETR(backbone, num_classes=5, num_queries=8, hidden_dim=32, num_encoder_layers=2,
     ...                        num_decoder_layers=2, num_heads=4, ffn_dim=64, dropout=0.0)

@@ -4,7 +4,7 @@ The torchvision / timm layout ("ResNet v1.5": the stride of a bottleneck is in
 its 3x3 convolution), with torch's symmetric padding, so that DETR checkpoints
 load exactly. Layer names follow torchvision: `conv1`, `bn1`, then bottlenecks
 `layer{stage}_{block}` (stages 1-4), each with `conv1..3`, `bn1..3` and, where
-the shape changes, `downsample_conv` / `downsample_bn`. `keras_vit.weights.detr`
+the shape changes, `downsample_conv` / `downsample_bn`. `keras_vit.models.detr.convert_detr`
 maps torchvision/timm, transformers (`ResNetConfig`) and DETR-repository names
 onto these.
 """

@@ -28,7 +28,7 @@ import re
 import keras
 from keras import ops
 
-from keras_vit.layers.detr import (
+from keras_vit.models.detr.detr_layers import (
     BoxHead,
     DETRDecoderLayer,
     DETREncoderLayer,
@@ -37,20 +37,13 @@ from keras_vit.layers.detr import (
     SinePositionEmbedding,
 )
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
-from keras_vit.models import resnet
+from keras_vit.models.resnet import resnet_model as resnet
 from keras_vit.models.builder_args import check_input_shape
-from keras_vit.weights import detr as _detr_weights  # noqa: F401  (registers the published checkpoints)
+from keras_vit.models.detr.convert_detr import convert_detr
+from keras_vit.models.detr.detr_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 BACKBONES = {"resnet50": resnet.ResNet50, "resnet101": resnet.ResNet101}
-
-# What `weights="coco"` means for each builder (transformers' published checkpoints).
-DEFAULT_WEIGHTS = {
-    ("resnet50", False): "facebook/detr-resnet-50",
-    ("resnet50", True): "facebook/detr-resnet-50-dc5",
-    ("resnet101", False): "facebook/detr-resnet-101",
-    ("resnet101", True): "facebook/detr-resnet-101-dc5",
-}
 
 _STRIDE_KEY = re.compile(r"^stride_(\d+)$")
 
@@ -144,7 +137,7 @@ class DETRModel(keras.Model):
     layers are `backbone` (a `DETRBackbone`), `input_proj` (1x1 conv),
     `position_embedding` (sine), `encoder_{i}`, `query_embed`, `decoder_{i}`,
     `decoder_norm`, `class_embed` and `bbox_embed`; the checkpoint converters in
-    `keras_vit.weights.detr` fill them.
+    `keras_vit.models.detr.convert_detr` fill them.
 
     Training: `compile(optimizer)` (optionally `loss=` any callable
     `(y_true, y_pred) -> dict with "loss"` or a scalar) and `fit()`; by default the
@@ -521,8 +514,6 @@ def DETR(
     )
     model.build((None,) + input_shape)
     if weights_path is not None:
-        from keras_vit.weights.detr import convert_detr
-
         load_weights(model, weights_path, convert_detr, "detr", allow_head_reset=True)
     return model
 

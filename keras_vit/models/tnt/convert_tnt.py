@@ -12,7 +12,7 @@ import numpy as np
 from keras_vit.weights.assignment import (
     WeightAssignment, WeightsMismatchError, conv_kernel, linear_kernel, numbered_layers, optional_layer,
 )
-from keras_vit.weights.resampling import square_grid
+from keras_vit.layers.resampling import square_grid
 
 # timm name component -> the official repository's, key by key ("blocks.3.mlp_in.fc1.weight"
 # -> "blocks.3.inner_mlp.fc1.weight"); components not listed are the same in both.
