@@ -34,13 +34,13 @@ def tiny_deit():
 
 
 def tiny_swin():
-    return keras_vit.SwinTransformer(image_size=64, patch_size=4, window_size=4, embed_dim=32, depths=(2, 2, 2),
+    return keras_vit.SwinTransformer(image_size=64, patch_size=4, window_size=4, hidden_dim=32, depths=(2, 2, 2),
                                      num_heads=(2, 4, 8), num_classes=10, include_preprocessing=True, name="tiny_swin")
 
 
 def tiny_tnt():
-    return keras_vit.TNT(image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=2, num_heads_inner=2,
-                         num_heads_outer=4, num_classes=10, include_preprocessing=True, name="tiny_tnt")
+    return keras_vit.TNT(image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=2, inner_num_heads=2,
+                         num_heads=4, num_classes=10, include_preprocessing=True, name="tiny_tnt")
 
 
 def tiny_detr():

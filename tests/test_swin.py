@@ -14,7 +14,7 @@ from keras_vit.weights import WeightsMismatchError, read_checkpoint
 from keras_vit.models.swin.convert_swin import resample_relative_position_bias_table
 
 # The swin_tiny fixture's configuration (timm SwinTransformer(img 64, patch 4, window 4, dim 32, 2-2-2, 2-4-8)).
-TINY = dict(image_size=64, patch_size=4, window_size=4, embed_dim=32, depths=(2, 2, 2), num_heads=(2, 4, 8))
+TINY = dict(image_size=64, patch_size=4, window_size=4, hidden_dim=32, depths=(2, 2, 2), num_heads=(2, 4, 8))
 TIMM_WEIGHTS = fixture_path("swin_tiny.safetensors")
 
 
@@ -105,7 +105,7 @@ def _compare_with_transformers(torch, tmp_path, keras_config, hf_config, rename=
     np.testing.assert_allclose(to_numpy(model(images)), expected, atol=1e-4)
 
 
-HF_TINY = dict(image_size=64, patch_size=4, window_size=4, embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], num_labels=10)
+HF_TINY = dict(image_size=64, patch_size=4, window_size=4, hidden_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], num_labels=10)
 
 
 def test_transformers_checkpoint_matches_transformers(tmp_path):
@@ -140,7 +140,7 @@ def test_maps_not_a_multiple_of_the_window_are_padded_like_the_reference(tmp_pat
     # stage, so there is no shift, where transformers (pad, then roll) and timm (roll, then pad) agree.
     torch = pytest.importorskip("torch")
     hf = dict(image_size=48, patch_size=4, window_size=5, embed_dim=16, depths=[1, 1], num_heads=[2, 4], num_labels=3)
-    keras_config = dict(image_size=48, patch_size=4, window_size=5, embed_dim=16, depths=(1, 1), num_heads=(2, 4), num_classes=3)
+    keras_config = dict(image_size=48, patch_size=4, window_size=5, hidden_dim=16, depths=(1, 1), num_heads=(2, 4), num_classes=3)
     _compare_with_transformers(torch, tmp_path, keras_config, hf)
 
 

@@ -14,7 +14,7 @@ from keras_vit.models.tnt.convert_tnt import timm_to_official_key
 
 TINY = dict(
     image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=2,
-    num_heads_inner=2, num_heads_outer=4, num_classes=10,
+    inner_num_heads=2, num_heads=4, num_classes=10,
 )
 CHECKPOINT = fixture_path("tnt_tiny.safetensors")
 
@@ -155,8 +155,8 @@ def test_tflite_export_uses_builtin_ops(tmp_path):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (dict(inner_dim=15), "inner_dim 15 is not divisible by num_heads_inner 2"),
-        (dict(hidden_dim=66), "hidden_dim 66 is not divisible by num_heads_outer 4"),
+        (dict(inner_dim=15), "inner_dim 15 is not divisible by inner_num_heads 2"),
+        (dict(hidden_dim=66), "hidden_dim 66 is not divisible by num_heads 4"),
         (dict(image_size=40), "not a multiple of the patch size 16"),
         (dict(patch_size=10, image_size=40), "not divisible by the pixel stride 4"),
     ],

@@ -2,9 +2,15 @@
 (transformers and the original repository) and the COCO presets.
 
 Example:
->>> from keras_vit.models.detr import DETRResNet50
->>> sorted(DETRResNet50(input_shape=(64, 64, 3), num_classes=3).output_shape)
-['logits', 'pred_boxes']
+>>> import numpy as np
+>>> from keras_vit.models.detr import DETR
+>>> from keras_vit.models.resnet import ResNet
+>>> backbone = ResNet(depths=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_width=8)
+>>> model = DETR(backbone, num_classes=3, num_queries=4, hidden_dim=16, num_encoder_layers=1,
+...              num_decoder_layers=1, num_heads=2)
+>>> outputs = model(np.zeros((1, 64, 64, 3), "float32"))
+>>> tuple(outputs["logits"].shape), tuple(outputs["pred_boxes"].shape)
+((1, 4, 4), (1, 4, 4))
 """
 
 from keras_vit.models.detr.detr_layers import (

@@ -71,16 +71,17 @@ class ResNetBottleneck(keras.layers.Layer):
             if self.use_downsample:
                 self._make_downsample()
         self.use_downsample = bool(self.use_downsample)
-        inner = tuple(input_shape[:-1]) + (self.bottleneck_filters,)
+        # Spatial sizes left unknown: conv2 sees its input after `_pad`, larger than `input_shape`.
+        inner = (input_shape[0], None, None, self.bottleneck_filters)
         self.conv1.build(input_shape)
         self.bn1.build(inner)
         self.conv2.build(inner)
         self.bn2.build(inner)
         self.conv3.build(inner)
-        self.bn3.build(tuple(input_shape[:-1]) + (self.filters,))
+        self.bn3.build(inner[:-1] + (self.filters,))
         if self.use_downsample:
             self.downsample_conv.build(input_shape)
-            self.downsample_bn.build(tuple(input_shape[:-1]) + (self.filters,))
+            self.downsample_bn.build(inner[:-1] + (self.filters,))
         self.built = True
 
     def call(self, inputs):

@@ -3,7 +3,7 @@ converters (timm, the official repository, transformers) and presets.
 
 Example:
 >>> from keras_vit.models.swin import SwinTransformer
->>> SwinTransformer(image_size=64, patch_size=4, window_size=4, embed_dim=32, depths=(2, 2),
+>>> SwinTransformer(image_size=64, patch_size=4, window_size=4, hidden_dim=32, depths=(2, 2),
 ...                 num_heads=(2, 4), num_classes=10).output_shape
 (None, 10)
 """

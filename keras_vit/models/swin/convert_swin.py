@@ -254,7 +254,7 @@ def convert_swin(model, tensors, allow_head_reset=False):
     >>> import keras_vit
     >>> from keras_vit.weights import read_checkpoint
     >>> model = keras_vit.SwinTransformer(64, 4, 4, 32, (2, 2, 2), (2, 4, 8), num_classes=10)
-    >>> _, tensors = read_checkpoint("tests/fixtures/swin_tiny.safetensors")
+    >>> _, tensors = read_checkpoint(fixture_path("swin_tiny.safetensors"))
     >>> convert_swin(model, tensors)
     """
     source = detect_swin_source(tensors)

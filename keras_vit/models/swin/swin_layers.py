@@ -20,7 +20,10 @@ from keras import ops
 
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
+from keras_vit.layers.renamed_arguments import take_renamed_arguments
 
+# Argument names before the package's one vocabulary, still read from saved configurations.
+_RENAMED = {"dim": ("hidden_dim", None), "out_dim": ("output_dim", None)}
 MASK_VALUE = -100.0  # what the reference adds between tokens of different shifted regions (not -inf)
 
 
@@ -278,14 +281,14 @@ class SwinBlock(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> block = SwinBlock(dim=32, num_heads=2, input_resolution=(8, 8), window_size=4, shift_size=2)
+    >>> block = SwinBlock(hidden_dim=32, num_heads=2, input_resolution=(8, 8), window_size=4, shift_size=2)
     >>> tuple(block(np.zeros((2, 8, 8, 32), "float32")).shape)
     (2, 8, 8, 32)
     """
 
     def __init__(
         self,
-        dim,
+        hidden_dim,
         num_heads,
         input_resolution,
         window_size=7,
@@ -300,7 +303,7 @@ class SwinBlock(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.dim = int(dim)
+        self.hidden_dim = int(hidden_dim)
         self.num_heads = int(num_heads)
         self.input_resolution = _pair(input_resolution)
         self.target_window_size = _pair(window_size)
@@ -328,25 +331,25 @@ class SwinBlock(keras.layers.Layer):
         policy = self.dtype_policy
         self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=policy, name="norm1")
         self.attn = WindowAttention(
-            dim, num_heads, self.window_size, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
+            self.hidden_dim, num_heads, self.window_size, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
             dropout=dropout, dtype=policy, name="attn",
         )
         self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=policy, name="norm2")
-        self.mlp = MLP(int(dim * mlp_ratio), dim, dropout=dropout, dtype=policy, name="mlp")
+        self.mlp = MLP(int(self.hidden_dim * mlp_ratio), self.hidden_dim, dropout=dropout, dtype=policy, name="mlp")
         self.drop_path = DropPath(drop_path_rate, seed=seed, dtype=policy, name="drop_path")
 
     def build(self, input_shape):
         self._check_shape(input_shape)
         self.norm1.build(input_shape)
-        self.attn.build((None, self.window_size[0] * self.window_size[1], self.dim))
+        self.attn.build((None, self.window_size[0] * self.window_size[1], self.hidden_dim))
         self.norm2.build(input_shape)
         self.mlp.build(input_shape)
         self.built = True
 
     def _check_shape(self, input_shape):
-        if tuple(input_shape[1:3]) != self.input_resolution or input_shape[-1] != self.dim:
+        if tuple(input_shape[1:3]) != self.input_resolution or input_shape[-1] != self.hidden_dim:
             raise ValueError(
-                f"SwinBlock {self.name} was made for maps of {self.input_resolution + (self.dim,)} "
+                f"SwinBlock {self.name} was made for maps of {self.input_resolution + (self.hidden_dim,)} "
                 f"(height, width, channels), got {tuple(input_shape[1:])}."
             )
 
@@ -377,7 +380,7 @@ class SwinBlock(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "dim": self.dim,
+                "hidden_dim": self.hidden_dim,
                 "num_heads": self.num_heads,
                 "input_resolution": list(self.input_resolution),
                 "window_size": list(self.target_window_size),
@@ -393,29 +396,34 @@ class SwinBlock(keras.layers.Layer):
         )
         return config
 
+    @classmethod
+    def from_config(cls, config):
+        # Configurations saved before the rename (`dim`, `out_dim`) load as they are.
+        return cls(**take_renamed_arguments(dict(config), _RENAMED, cls.__name__, warn=False))
+
 
 @keras.saving.register_keras_serializable(package="keras_vit")
 class PatchMerging(keras.layers.Layer):
-    """Halves the resolution and doubles the width: (B, H, W, C) -> (B, H/2, W/2, out_dim).
+    """Halves the resolution and doubles the width: (B, H, W, C) -> (B, H/2, W/2, output_dim).
 
     Concatenates the four 2x2 neighbours in the reference's order
     x[0::2, 0::2], x[1::2, 0::2], x[0::2, 1::2], x[1::2, 1::2], then
-    LayerNorm(4C) and a Dense (4C -> out_dim, default 2C) without bias.
+    LayerNorm(4C) and a Dense (4C -> output_dim, default 2C) without bias.
     H and W must be even.
 
     Example:
     >>> import numpy as np
-    >>> tuple(PatchMerging(dim=32)(np.zeros((2, 8, 8, 32), "float32")).shape)
+    >>> tuple(PatchMerging(hidden_dim=32)(np.zeros((2, 8, 8, 32), "float32")).shape)
     (2, 4, 4, 64)
     """
 
-    def __init__(self, dim, out_dim=None, layer_norm_epsilon=1e-5, **kwargs):
+    def __init__(self, hidden_dim, output_dim=None, layer_norm_epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
-        self.dim = int(dim)
-        self.out_dim = int(out_dim) if out_dim is not None else 2 * self.dim
+        self.hidden_dim = int(hidden_dim)
+        self.output_dim = int(output_dim) if output_dim is not None else 2 * self.hidden_dim
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=self.dtype_policy, name="norm")
-        self.reduction = keras.layers.Dense(self.out_dim, use_bias=False, dtype=self.dtype_policy, name="reduction")
+        self.reduction = keras.layers.Dense(self.output_dim, use_bias=False, dtype=self.dtype_policy, name="reduction")
 
     def _check_shape(self, input_shape):
         height, width = input_shape[1], input_shape[2]
@@ -427,7 +435,7 @@ class PatchMerging(keras.layers.Layer):
 
     def build(self, input_shape):
         self._check_shape(input_shape)
-        merged = tuple(input_shape[:-1]) + (4 * self.dim,)
+        merged = tuple(input_shape[:-1]) + (4 * self.hidden_dim,)
         self.norm.build(merged)
         self.reduction.build(merged)
         self.built = True
@@ -442,9 +450,14 @@ class PatchMerging(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         self._check_shape(input_shape)
         half = [None if s is None else s // 2 for s in input_shape[1:3]]
-        return (input_shape[0], half[0], half[1], self.out_dim)
+        return (input_shape[0], half[0], half[1], self.output_dim)
 
     def get_config(self):
         config = super().get_config()
-        config.update({"dim": self.dim, "out_dim": self.out_dim, "layer_norm_epsilon": self.layer_norm_epsilon})
+        config.update({"hidden_dim": self.hidden_dim, "output_dim": self.output_dim, "layer_norm_epsilon": self.layer_norm_epsilon})
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Configurations saved before the rename (`dim`, `out_dim`) load as they are.
+        return cls(**take_renamed_arguments(dict(config), _RENAMED, cls.__name__, warn=False))

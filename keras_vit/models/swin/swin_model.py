@@ -23,16 +23,17 @@ import numpy as np
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_vit.models.swin.swin_layers import PatchMerging, SwinBlock
+from keras_vit.layers.renamed_arguments import take_renamed_arguments
 from keras_vit.models.builder_args import check_input_shape, default_weights
 from keras_vit.models.swin.convert_swin import convert_swin
 from keras_vit.models.swin.swin_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 SWIN_CONFIGS = {
-    "SwinT": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
-    "SwinS": dict(embed_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
-    "SwinB": dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
-    "SwinL": dict(embed_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+    "SwinT": dict(hidden_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    "SwinS": dict(hidden_dim=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    "SwinB": dict(hidden_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    "SwinL": dict(hidden_dim=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
 }
 
 def _image_size(image_size):
@@ -43,7 +44,7 @@ def _image_size(image_size):
     return tuple(int(s) for s in image_size)
 
 
-def _check_config(image_size, patch_size, window_size, embed_dim, depths, num_heads, name):
+def _check_config(image_size, patch_size, window_size, hidden_dim, depths, num_heads, name):
     """Raises one clear error for a configuration Swin cannot build."""
     depths, num_heads = tuple(depths), tuple(num_heads)
     if len(depths) == 0 or any(int(d) < 1 for d in depths):
@@ -54,10 +55,10 @@ def _check_config(image_size, patch_size, window_size, embed_dim, depths, num_he
             f"({len(depths)} vs {len(num_heads)}); give one number of heads per stage."
         )
     for i, heads in enumerate(num_heads):
-        width = embed_dim * 2**i
+        width = hidden_dim * 2**i
         if heads < 1 or width % heads != 0:
             raise ValueError(
-                f"{name}: stage {i} has width {width} (embed_dim {embed_dim} * 2**{i}), which is not "
+                f"{name}: stage {i} has width {width} (hidden_dim {hidden_dim} * 2**{i}), which is not "
                 f"divisible by its {heads} heads; choose num_heads that divide each stage's width."
             )
     stride = patch_size * 2 ** (len(depths) - 1)
@@ -80,11 +81,20 @@ def _check_config(image_size, patch_size, window_size, embed_dim, depths, num_he
         raise ValueError(f"{name}: window_size must be positive, got {window_size}.")
 
 
+def _hidden_dim(hidden_dim, deprecated, owner):
+    """`hidden_dim` (default 96), also when given under its old name `embed_dim`."""
+    arguments = take_renamed_arguments({"hidden_dim": hidden_dim, **deprecated}, {"embed_dim": ("hidden_dim", None)}, owner)
+    unknown = sorted(set(arguments) - {"hidden_dim"})
+    if unknown:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}.")
+    return 96 if arguments["hidden_dim"] is None else arguments["hidden_dim"]
+
+
 def SwinTransformer(
     image_size=224,
     patch_size=4,
     window_size=7,
-    embed_dim=96,
+    hidden_dim=None,
     depths=(2, 2, 6, 2),
     num_heads=(3, 6, 12, 24),
     num_classes=1000,
@@ -107,6 +117,7 @@ def SwinTransformer(
     seed=None,
     dtype=None,
     name="swin_transformer",
+    **deprecated,
 ):
     """A Swin Transformer as a functional `keras.Model` (channels-last images).
 
@@ -115,8 +126,11 @@ def SwinTransformer(
             `patch_size * 2 ** (len(depths) - 1)` (32 for the canonical models).
             Stages whose map is not a multiple of the window are padded and
             cropped back, as timm does.
-        patch_size, window_size, embed_dim, depths, num_heads, mlp_ratio,
-            qkv_bias: the architecture; stage i has width `embed_dim * 2**i`.
+        patch_size, window_size, hidden_dim, depths, num_heads, mlp_ratio,
+            qkv_bias: the architecture; stage i has width `hidden_dim * 2**i` (96 by default)
+            (`hidden_dim` is the Swin paper's C, timm's `embed_dim`; that old
+            name still works, with a DeprecationWarning) and an MLP of
+            `mlp_ratio` times its width.
         num_classes: classifier outputs (with `include_top=True`).
         include_top: add the classifier head (`head`).
         pooling: "avg" (global average of the final map, after `norm`) or, with
@@ -137,22 +151,23 @@ def SwinTransformer(
 
     As a detection backbone (DETR uses the last map): build with
     `features_only=True` and take `keras.Model(model.input, model.output["stride_32"])`;
-    its channels are `embed_dim * 2 ** (len(depths) - 1)` (768 for Swin-T/S).
+    its channels are `hidden_dim * 2 ** (len(depths) - 1)` (768 for Swin-T/S).
 
     Example:
     >>> import numpy as np
-    >>> model = SwinTransformer(image_size=64, patch_size=4, window_size=4, embed_dim=32,
+    >>> model = SwinTransformer(image_size=64, patch_size=4, window_size=4, hidden_dim=32,
     ...                         depths=(2, 2, 2), num_heads=(2, 4, 8), num_classes=10)
     >>> tuple(model(np.zeros((1, 64, 64, 3), "float32")).shape)
     (1, 10)
-    >>> backbone = SwinTransformer(image_size=64, patch_size=4, window_size=4, embed_dim=32,
+    >>> backbone = SwinTransformer(image_size=64, patch_size=4, window_size=4, hidden_dim=32,
     ...                            depths=(2, 2, 2), num_heads=(2, 4, 8), features_only=True)
     >>> sorted(backbone.output)
     ['stride_16', 'stride_4', 'stride_8']
     """
+    hidden_dim = _hidden_dim(hidden_dim, deprecated, "SwinTransformer")
     image_size = _image_size(image_size)
     depths, num_heads = tuple(int(d) for d in depths), tuple(int(h) for h in num_heads)
-    _check_config(image_size, patch_size, window_size, embed_dim, depths, num_heads, name)
+    _check_config(image_size, patch_size, window_size, hidden_dim, depths, num_heads, name)
     if not features_only:
         if pooling not in ("avg", None):
             raise ValueError(f"pooling must be 'avg' or None, got {pooling!r}.")
@@ -166,12 +181,12 @@ def SwinTransformer(
     x = inputs
     if include_preprocessing:
         x = vit_layers.ImageNormalization(preprocessing_mean, preprocessing_std, dtype=dtype, name="preprocessing")(x)
-    x = vit_layers.PatchEmbedding(patch_size, embed_dim, flatten=False, dtype=dtype, name="patch_embed")(x)
+    x = vit_layers.PatchEmbedding(patch_size, hidden_dim, flatten=False, dtype=dtype, name="patch_embed")(x)
     x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="patch_embed_norm")(x)
 
     rates = np.linspace(0.0, drop_path_rate, sum(depths)) if sum(depths) > 1 else [drop_path_rate]
     resolution = (image_size[0] // patch_size, image_size[1] // patch_size)
-    dim, block_index, features = embed_dim, 0, {}
+    dim, block_index, features = hidden_dim, 0, {}
     for i, (depth, heads) in enumerate(zip(depths, num_heads)):
         if i > 0:
             x = PatchMerging(dim, layer_norm_epsilon=layer_norm_epsilon, dtype=dtype, name=f"stage_{i}_downsample")(x)
@@ -249,7 +264,7 @@ def _builder(config_name):
     c = config
     build.__name__ = config_name
     build.__qualname__ = config_name
-    build.__doc__ = f"""Swin with width {c['embed_dim']}, depths {c['depths']}, heads {c['num_heads']}, patch 4.
+    build.__doc__ = f"""Swin with width {c['hidden_dim']}, depths {c['depths']}, heads {c['num_heads']}, patch 4.
 
     Arguments as keras.applications: `input_shape` (default (224, 224, 3)),
     `num_classes`, `include_top`, `pooling` ("avg" or None), `weights` (None,

@@ -4,7 +4,7 @@ converters (timm >= 1.0.16 and the official repository) and presets.
 Example:
 >>> from keras_vit.models.tnt import TNT
 >>> TNT(image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=1,
-...     num_heads_inner=2, num_heads_outer=4, num_classes=10).output_shape
+...     inner_num_heads=2, num_heads=4, num_classes=10).output_shape
 (None, 10)
 """
 

@@ -161,8 +161,8 @@ def convert_tnt(model, tensors, allow_head_reset=False):
     >>> import keras_vit
     >>> from keras_vit.weights import read_checkpoint
     >>> model = keras_vit.TNT(image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=2,
-    ...                       num_heads_inner=2, num_heads_outer=4, num_classes=10)
-    >>> _, tensors = read_checkpoint("tests/fixtures/tnt_tiny.safetensors")
+    ...                       inner_num_heads=2, num_heads=4, num_classes=10)
+    >>> _, tensors = read_checkpoint(fixture_path("tnt_tiny.safetensors"))
     >>> convert_tnt(model, tensors)
     """
     # Checkpoints saved from DataParallel / DistributedDataParallel prefix every key.

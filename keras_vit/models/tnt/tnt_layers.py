@@ -16,6 +16,31 @@ from keras import ops
 
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
+from keras_vit.layers.renamed_arguments import take_renamed_arguments
+
+
+def renamed_tnt_arguments(arguments, owner, warn=True):
+    """TNT's old argument names moved to the package's vocabulary, in place.
+
+    `num_heads_inner`/`num_heads_outer` became `inner_num_heads`/`num_heads`, and the
+    MLP ratios `mlp_ratio`/`inner_mlp_ratio` the widths `mlp_dim`/`inner_mlp_dim`.
+
+    Example:
+    >>> renamed_tnt_arguments({"hidden_dim": 64, "inner_dim": 16, "mlp_ratio": 4.0}, "TNT", warn=False)
+    {'hidden_dim': 64, 'inner_dim': 16, 'mlp_dim': 256}
+    """
+    hidden_dim, inner_dim = arguments.get("hidden_dim"), arguments.get("inner_dim")
+    return take_renamed_arguments(
+        arguments,
+        {
+            "num_heads_inner": ("inner_num_heads", None),
+            "num_heads_outer": ("num_heads", None),
+            "mlp_ratio": ("mlp_dim", lambda ratio: int(hidden_dim * ratio)),
+            "inner_mlp_ratio": ("inner_mlp_dim", lambda ratio: int(inner_dim * ratio)),
+        },
+        owner,
+        warn=warn,
+    )
 
 
 def _pair(value):
@@ -306,7 +331,7 @@ class TNTBlock(keras.layers.Layer):
 
     Example:
     >>> import numpy as np
-    >>> block = TNTBlock(hidden_dim=64, inner_dim=16, num_heads_inner=2, num_heads_outer=4)
+    >>> block = TNTBlock(hidden_dim=64, inner_dim=16, inner_num_heads=2, num_heads=4)
     >>> pixels, patches = block([np.zeros((2, 4, 16, 16), "float32"), np.zeros((2, 5, 64), "float32")])
     >>> tuple(pixels.shape), tuple(patches.shape)
     ((2, 4, 16, 16), (2, 5, 64))
@@ -316,10 +341,10 @@ class TNTBlock(keras.layers.Layer):
         self,
         hidden_dim,
         inner_dim,
-        num_heads_inner=4,
-        num_heads_outer=12,
-        mlp_ratio=4.0,
-        inner_mlp_ratio=4.0,
+        inner_num_heads=4,
+        num_heads=12,
+        mlp_dim=None,
+        inner_mlp_dim=None,
         qkv_bias=False,
         dropout=0.0,
         attention_dropout=0.0,
@@ -331,10 +356,11 @@ class TNTBlock(keras.layers.Layer):
         super().__init__(**kwargs)
         self.hidden_dim = int(hidden_dim)
         self.inner_dim = int(inner_dim)
-        self.num_heads_inner = int(num_heads_inner)
-        self.num_heads_outer = int(num_heads_outer)
-        self.mlp_ratio = float(mlp_ratio)
-        self.inner_mlp_ratio = float(inner_mlp_ratio)
+        self.inner_num_heads = int(inner_num_heads)
+        self.num_heads = int(num_heads)
+        # MLP widths default to 4x the token width, as in every published TNT.
+        self.mlp_dim = int(mlp_dim) if mlp_dim is not None else 4 * self.hidden_dim
+        self.inner_mlp_dim = int(inner_mlp_dim) if inner_mlp_dim is not None else 4 * self.inner_dim
         self.qkv_bias = qkv_bias
         self.dropout = float(dropout)
         self.attention_dropout = float(attention_dropout)
@@ -350,11 +376,11 @@ class TNTBlock(keras.layers.Layer):
         # Inner transformer, on the pixels of each patch.
         self.norm_in = norm("norm_in")
         self.attn_in = TNTAttention(
-            inner_dim, num_heads_inner, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
+            inner_dim, inner_num_heads, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
             dropout=dropout, dtype=policy, name="attn_in",
         )
         self.norm_mlp_in = norm("norm_mlp_in")
-        self.mlp_in = MLP(int(inner_dim * inner_mlp_ratio), inner_dim, dropout=dropout, dtype=policy, name="mlp_in")
+        self.mlp_in = MLP(self.inner_mlp_dim, inner_dim, dropout=dropout, dtype=policy, name="mlp_in")
         # Pixels to their patch token.
         self.pixel_to_patch = PixelToPatchProjection(
             hidden_dim, use_bias=False, layer_norm_epsilon=eps, dtype=policy, name="pixel_to_patch"
@@ -362,11 +388,11 @@ class TNTBlock(keras.layers.Layer):
         # Outer transformer, on the patch tokens.
         self.norm_out = norm("norm_out")
         self.attn_out = TNTAttention(
-            hidden_dim, num_heads_outer, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
+            hidden_dim, num_heads, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
             dropout=dropout, dtype=policy, name="attn_out",
         )
         self.norm_mlp = norm("norm_mlp")
-        self.mlp = MLP(int(hidden_dim * mlp_ratio), hidden_dim, dropout=dropout, dtype=policy, name="mlp")
+        self.mlp = MLP(self.mlp_dim, hidden_dim, dropout=dropout, dtype=policy, name="mlp")
         self.drop_path = DropPath(drop_path_rate, seed=seed, dtype=policy, name="drop_path")
 
     def build(self, input_shape):
@@ -407,10 +433,10 @@ class TNTBlock(keras.layers.Layer):
             {
                 "hidden_dim": self.hidden_dim,
                 "inner_dim": self.inner_dim,
-                "num_heads_inner": self.num_heads_inner,
-                "num_heads_outer": self.num_heads_outer,
-                "mlp_ratio": self.mlp_ratio,
-                "inner_mlp_ratio": self.inner_mlp_ratio,
+                "inner_num_heads": self.inner_num_heads,
+                "num_heads": self.num_heads,
+                "mlp_dim": self.mlp_dim,
+                "inner_mlp_dim": self.inner_mlp_dim,
                 "qkv_bias": self.qkv_bias,
                 "dropout": self.dropout,
                 "attention_dropout": self.attention_dropout,
@@ -420,3 +446,8 @@ class TNTBlock(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Configurations saved before the package's one vocabulary load as they are.
+        return cls(**renamed_tnt_arguments(dict(config), cls.__name__, warn=False))

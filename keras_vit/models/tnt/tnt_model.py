@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
-from keras_vit.models.tnt.tnt_layers import PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTBlock
+from keras_vit.models.tnt.tnt_layers import renamed_tnt_arguments, PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTBlock
 from keras_vit.models.builder_args import check_input_shape, default_weights
 from keras_vit.models.tnt.convert_tnt import convert_tnt
 from keras_vit.models.tnt.tnt_presets import DEFAULT_WEIGHTS
@@ -19,8 +19,8 @@ from keras_vit.models.vit.vit_model import _image_size, check_image_size
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 TNT_CONFIGS = {
-    "TNTS16": dict(patch_size=16, hidden_dim=384, inner_dim=24, depth=12, num_heads_inner=4, num_heads_outer=6),
-    "TNTB16": dict(patch_size=16, hidden_dim=640, inner_dim=40, depth=12, num_heads_inner=4, num_heads_outer=10),
+    "TNTS16": dict(patch_size=16, hidden_dim=384, inner_dim=24, depth=12, inner_num_heads=4, num_heads=6),
+    "TNTB16": dict(patch_size=16, hidden_dim=640, inner_dim=40, depth=12, inner_num_heads=4, num_heads=10),
 }
 
 def TNT(
@@ -29,8 +29,8 @@ def TNT(
     hidden_dim=384,
     inner_dim=24,
     depth=12,
-    num_heads_inner=4,
-    num_heads_outer=6,
+    inner_num_heads=None,
+    num_heads=None,
     num_classes=1000,
     include_top=True,
     pooling="token",
@@ -40,8 +40,8 @@ def TNT(
     preprocessing_std=INCEPTION_STD,
     num_channels=3,
     pixel_stride=4,
-    mlp_ratio=4.0,
-    inner_mlp_ratio=4.0,
+    mlp_dim=None,
+    inner_mlp_dim=None,
     dropout=0.0,
     attention_dropout=0.0,
     drop_path_rate=0.0,
@@ -51,15 +51,21 @@ def TNT(
     seed=None,
     dtype=None,
     name="tnt",
+    **deprecated,
 ):
     """A Transformer in Transformer as a functional `keras.Model`.
 
     Args:
         image_size: int or (height, width); each a multiple of `patch_size`.
         patch_size: side of a patch (16); a multiple of `pixel_stride`.
-        hidden_dim, depth, num_heads_outer: the outer (patch) transformer.
-        inner_dim, num_heads_inner: the inner (pixel) transformer; each patch
-            has (patch_size / pixel_stride) ** 2 pixels of `inner_dim` channels.
+        hidden_dim, depth, num_heads, mlp_dim: the outer (patch) transformer;
+            `num_heads` defaults to 6, `mlp_dim` to 4 * hidden_dim.
+        inner_dim, inner_num_heads, inner_mlp_dim: the inner (pixel)
+            transformer; each patch has (patch_size / pixel_stride) ** 2 pixels
+            of `inner_dim` channels; `inner_num_heads` defaults to 4,
+            `inner_mlp_dim` to 4 * inner_dim.
+            The old names `num_heads_outer`, `num_heads_inner`, `mlp_ratio` and
+            `inner_mlp_ratio` still work, with a DeprecationWarning.
         num_classes: classifier outputs (with `include_top=True`).
         include_top: add the classifier head; else return features.
         pooling: "token" (class token) or "gap" (mean of the patch tokens), both
@@ -76,10 +82,20 @@ def TNT(
     Example:
     >>> import numpy as np
     >>> model = TNT(image_size=32, patch_size=16, hidden_dim=64, inner_dim=16, depth=2,
-    ...             num_heads_inner=2, num_heads_outer=4, num_classes=10)
+    ...             inner_num_heads=2, num_heads=4, num_classes=10)
     >>> tuple(model(np.zeros((1, 32, 32, 3), "float32")).shape)
     (1, 10)
     """
+    given = {"hidden_dim": hidden_dim, "inner_dim": inner_dim, "inner_num_heads": inner_num_heads,
+             "num_heads": num_heads, "mlp_dim": mlp_dim, "inner_mlp_dim": inner_mlp_dim}
+    renamed = renamed_tnt_arguments({**given, **deprecated}, "TNT")
+    unknown = sorted(set(renamed) - set(given))
+    if unknown:
+        raise TypeError(f"TNT() got an unexpected keyword argument {unknown[0]!r}.")
+    # TNT-S's heads by default (4 inner, 6 outer).
+    inner_num_heads = 4 if renamed["inner_num_heads"] is None else renamed["inner_num_heads"]
+    num_heads = 6 if renamed["num_heads"] is None else renamed["num_heads"]
+    mlp_dim, inner_mlp_dim = renamed["mlp_dim"], renamed["inner_mlp_dim"]
     image_size = _image_size(image_size)
     check_image_size(image_size, patch_size, name)
     if patch_size % pixel_stride != 0:
@@ -87,15 +103,15 @@ def TNT(
             f"{name}: patch size {patch_size} is not divisible by the pixel stride {pixel_stride}; "
             "use a patch size that is a multiple of the stride (TNT uses 16 and 4)."
         )
-    if inner_dim % num_heads_inner != 0:
+    if inner_dim % inner_num_heads != 0:
         raise ValueError(
-            f"{name}: inner_dim {inner_dim} is not divisible by num_heads_inner {num_heads_inner}; "
+            f"{name}: inner_dim {inner_dim} is not divisible by inner_num_heads {inner_num_heads}; "
             "choose a number of inner heads that divides inner_dim."
         )
-    if hidden_dim % num_heads_outer != 0:
+    if hidden_dim % num_heads != 0:
         raise ValueError(
-            f"{name}: hidden_dim {hidden_dim} is not divisible by num_heads_outer {num_heads_outer}; "
-            "choose a number of outer heads that divides hidden_dim."
+            f"{name}: hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}; "
+            "choose a number of heads that divides hidden_dim."
         )
     if pooling not in ("token", "gap", None):
         raise ValueError(f"pooling must be 'token', 'gap' or None, got {pooling!r}.")
@@ -121,8 +137,8 @@ def TNT(
     rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
     for i in range(depth):
         pixels, patches = TNTBlock(
-            hidden_dim, inner_dim, num_heads_inner, num_heads_outer, mlp_ratio=mlp_ratio,
-            inner_mlp_ratio=inner_mlp_ratio, qkv_bias=qkv_bias, dropout=dropout,
+            hidden_dim, inner_dim, inner_num_heads, num_heads, mlp_dim=mlp_dim,
+            inner_mlp_dim=inner_mlp_dim, qkv_bias=qkv_bias, dropout=dropout,
             attention_dropout=attention_dropout, drop_path_rate=float(rates[i]),
             layer_norm_epsilon=layer_norm_epsilon, seed=None if seed is None else seed + i,
             dtype=dtype, name=f"block_{i}",
@@ -180,7 +196,7 @@ def _builder(config_name):
     c = config
     build.__name__ = config_name
     build.__qualname__ = config_name
-    build.__doc__ = f"""TNT with patch {c['patch_size']}, width {c['hidden_dim']} (inner {c['inner_dim']}), depth {c['depth']}, {c['num_heads_outer']} outer and {c['num_heads_inner']} inner heads.
+    build.__doc__ = f"""TNT with patch {c['patch_size']}, width {c['hidden_dim']} (inner {c['inner_dim']}), depth {c['depth']}, {c['num_heads']} outer and {c['inner_num_heads']} inner heads.
 
     Arguments as keras.applications: `input_shape` (default (224, 224, 3)),
     `num_classes`, `include_top`, `pooling` ("token" or "gap"), `weights` (None,

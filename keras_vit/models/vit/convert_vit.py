@@ -194,7 +194,7 @@ def convert_vit(model, tensors, allow_head_reset=False):
     >>> import keras_vit
     >>> from keras_vit.weights import read_checkpoint
     >>> model = keras_vit.VisionTransformer(32, 8, 48, 2, 3, 192, num_classes=10)
-    >>> _, tensors = read_checkpoint("tests/fixtures/vit_tiny.safetensors")
+    >>> _, tensors = read_checkpoint(fixture_path("vit_tiny.safetensors"))
     >>> convert_vit(model, tensors)
     """
     source = detect_vit_source(tensors)
