@@ -14,7 +14,7 @@ Example:
 
 __version__ = "0.1.0"
 
-from keras_vit import export, layers, training, weights
+from keras_vit import data, export, layers, models, training, viz, weights
 from keras_vit.export import evaluate_tflite, export_saved_model, export_tflite
 from keras_vit.models import (
     DETR,

@@ -105,7 +105,7 @@ def _compare_with_transformers(torch, tmp_path, keras_config, hf_config, rename=
     np.testing.assert_allclose(to_numpy(model(images)), expected, atol=1e-4)
 
 
-HF_TINY = dict(image_size=64, patch_size=4, window_size=4, hidden_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], num_labels=10)
+HF_TINY = dict(image_size=64, patch_size=4, window_size=4, embed_dim=32, depths=[2, 2, 2], num_heads=[2, 4, 8], num_labels=10)
 
 
 def test_transformers_checkpoint_matches_transformers(tmp_path):

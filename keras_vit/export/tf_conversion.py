@@ -12,7 +12,6 @@ import shutil
 import tempfile
 import warnings
 
-import numpy as np
 
 from keras_vit.export import signature
 from keras_vit.export.report import ExportError, UnsupportedOpError

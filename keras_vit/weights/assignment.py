@@ -76,17 +76,20 @@ class WeightAssignment:
     6.0
     """
 
-    def __init__(self, model, tensors, source, allow_head_reset=False):
+    def __init__(self, model, tensors, source, allow_head_reset=False, rename=None):
         self.model = model
         self.tensors = tensors
         self.source = source
         self.allow_head_reset = allow_head_reset
+        # Maps the key names a converter is written in to the checkpoint's (one converter, two layouts).
+        self.rename = rename or (lambda key: key)
         self._pairs = []  # (variable, array, description, is_head)
         self._used = set()
         self._missing = []
 
     def take(self, key):
         """The array at `key`, marked used; None (and noted) when absent."""
+        key = self.rename(key)
         if key not in self.tensors:
             self._missing.append(key)
             return None
@@ -94,13 +97,18 @@ class WeightAssignment:
         return np.asarray(self.tensors[key])
 
     def has(self, key):
-        return key in self.tensors
+        return self.rename(key) in self.tensors
+
+    def key(self, key):
+        """The checkpoint's name for `key`."""
+        return self.rename(key)
 
     def skip(self, *keys):
         """Marks keys that are deliberately not loaded (e.g. a dropped pre-logits layer)."""
-        self._used.update(k for k in keys if k in self.tensors)
+        self._used.update(k for k in map(self.rename, keys) if k in self.tensors)
 
     def skip_prefix(self, prefix):
+        prefix = self.rename(prefix)
         self._used.update(k for k in self.tensors if k.startswith(prefix))
 
     def assign(self, variable, key, transform=None, head=False):
@@ -110,7 +118,46 @@ class WeightAssignment:
             return
         if transform is not None:
             array = transform(array)
-        self._pairs.append((variable, array, key, head))
+        self._pairs.append((variable, array, self.rename(key), head))
+
+    # The layer-level helpers every converter uses; keys are `prefix + separator + name`.
+
+    def dense(self, layer, prefix, transform=linear_kernel, head=False, separator=".", weight="weight", bias="bias"):
+        """A Dense layer from a Linear (`prefix.weight`, and `prefix.bias` when the layer has one)."""
+        self.assign(layer.kernel, prefix + separator + weight, transform, head=head)
+        if layer.bias is not None:
+            self.assign(layer.bias, prefix + separator + bias, head=head)
+
+    def norm(self, layer, prefix, separator=".", weight="weight", bias="bias"):
+        """A LayerNormalization from `prefix.weight` (Flax: `scale`) and `prefix.bias`."""
+        self.assign(layer.gamma, prefix + separator + weight)
+        self.assign(layer.beta, prefix + separator + bias)
+
+    def conv(self, layer, prefix, transform=conv_kernel):
+        """A Conv2D from a torch Conv2d (OIHW weight; bias when the layer has one)."""
+        self.assign(layer.kernel, prefix + ".weight", transform)
+        if layer.bias is not None:
+            self.assign(layer.bias, prefix + ".bias")
+
+    def batch_norm(self, layer, prefix):
+        """A (frozen) BatchNormalization from torch's weight, bias, running_mean and running_var."""
+        for key, attribute in (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"),
+                               ("running_var", "moving_variance")):
+            self.assign(getattr(layer, attribute), f"{prefix}.{key}")
+
+    def fused_dense(self, layer, prefixes, transform=linear_kernel, separator=".", weight="weight", bias="bias"):
+        """One Dense (a fused qkv) from separate projections, concatenated along the outputs.
+
+        `transform` turns each part's weight into a Keras (in, out_i) kernel; biases are flattened.
+        """
+        kernels = [self.take(prefix + separator + weight) for prefix in prefixes]
+        biases = [self.take(prefix + separator + bias) for prefix in prefixes] if layer.bias is not None else []
+        if any(part is None for part in kernels + biases):
+            return  # the missing keys are noted and reported by apply()
+        description = f"{self.key(prefixes[0])} (+{len(prefixes) - 1} fused)"
+        self.assign_array(layer.kernel, np.concatenate([transform(k) for k in kernels], axis=1), description)
+        if biases:
+            self.assign_array(layer.bias, np.concatenate([b.reshape(-1) for b in biases]), description)
 
     def assign_array(self, variable, array, description, head=False):
         """Fills `variable` with an array computed from one or more keys already taken."""

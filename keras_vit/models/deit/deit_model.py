@@ -10,7 +10,7 @@ training (see `keras_vit.DistillationModel`), sharing the model's layers.
 import keras
 
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
-from keras_vit.models.builder_args import check_input_shape, default_weights
+from keras_vit.models.builder_args import default_weights, named_builder
 from keras_vit.models.vit.vit_model import VisionTransformer
 from keras_vit.weights.loader import resolve_weights
 from keras_vit.models.deit.deit_presets import DEFAULT_WEIGHTS
@@ -64,67 +64,28 @@ def _resolve_deit_weights(config_name, input_shape, weights, distilled):
     return weights
 
 
-def _builder(config_name):
-    config = DEIT_CONFIGS[config_name]
+def _deit_builder(config_name):
+    c = DEIT_CONFIGS[config_name]
 
-    def build(
-        input_shape=(224, 224, 3),
-        num_classes=1000,
-        distilled=False,
-        include_top=True,
-        pooling="token",
-        weights=None,
-        include_preprocessing=False,
-        dropout=0.0,
-        drop_path_rate=0.0,
-        classifier_activation=None,
-        name=None,
-        **kwargs,
-    ):
-        check_input_shape(input_shape)
-        weights = _resolve_deit_weights(config_name, input_shape, weights, distilled)
-        kwargs.setdefault("preprocessing_mean", IMAGENET_MEAN)
-        kwargs.setdefault("preprocessing_std", IMAGENET_STD)
-        return VisionTransformer(
-            image_size=tuple(input_shape[:2]),
-            num_channels=input_shape[2],
-            num_classes=num_classes,
-            include_top=include_top,
-            pooling=pooling,
-            distilled=distilled,
-            weights=weights,
-            include_preprocessing=include_preprocessing,
-            dropout=dropout,
-            drop_path_rate=drop_path_rate,
-            classifier_activation=classifier_activation,
-            name=name or (config_name.lower() + ("_distilled" if distilled else "")),
-            **config,
-            **kwargs,
-        )
+    def prepare(arguments, input_shape):
+        distilled = arguments.setdefault("distilled", False)
+        arguments["weights"] = _resolve_deit_weights(config_name, input_shape, arguments["weights"], distilled)
+        arguments.setdefault("preprocessing_mean", IMAGENET_MEAN)
+        arguments.setdefault("preprocessing_std", IMAGENET_STD)
+        if distilled and arguments["name"] is None:
+            arguments["name"] = config_name.lower() + "_distilled"
 
-    c = config
-    build.__name__ = config_name
-    build.__qualname__ = config_name
-    build.__doc__ = f"""DeiT with patch {c['patch_size']}, width {c['hidden_dim']}, depth {c['depth']}, {c['num_heads']} heads.
-
-    `distilled=True` adds the distillation token and its head `head_dist`; the
-    model then returns the mean of both heads' logits (`distillation_heads`
-    gives them separately). Other arguments as keras.applications:
-    `input_shape` (default (224, 224, 3)), `num_classes`, `include_top`,
-    `pooling`, `weights` (None, "imagenet", a published DeiT name such as
-    "deit_small_distilled_patch16_224.fb_in1k", or a timm/transformers/Keras
-    checkpoint file), `include_preprocessing` (ImageNet mean and std),
-    `dropout`, `drop_path_rate` (0.1 in the DeiT recipe), `name`; other
-    keywords go to `VisionTransformer`.
-
-    Example:
-    >>> model = {config_name}(input_shape=(224, 224, 3), num_classes=10, distilled=True)
-    >>> model.output_shape
-    (None, 10)
-    """
-    return build
+    return named_builder(
+        config_name, VisionTransformer, c,
+        f"DeiT with patch {c['patch_size']}, width {c['hidden_dim']}, depth {c['depth']}, {c['num_heads']} heads.",
+        pooling="token", example_size=2 * c["patch_size"], prepare=prepare,
+        notes="\n\n    `distilled=True` adds the distillation token and its head `head_dist`; the model\n"
+              "    then returns the mean of both heads' logits (`distillation_heads` gives them apart).\n"
+              "    `weights=\"imagenet\"` takes the distilled or plain checkpoint to match, and\n"
+              "    `include_preprocessing` ImageNet's mean and std; `drop_path_rate` is 0.1 in the recipe.",
+    )
 
 
-DeiTTi16 = _builder("DeiTTi16")
-DeiTS16 = _builder("DeiTS16")
-DeiTB16 = _builder("DeiTB16")
+DeiTTi16 = _deit_builder("DeiTTi16")
+DeiTS16 = _deit_builder("DeiTS16")
+DeiTB16 = _deit_builder("DeiTB16")

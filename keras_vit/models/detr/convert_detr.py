@@ -9,26 +9,8 @@ and transformers' own `ResNetConfig` layout), each mapped onto
 the plan strictly (see `assignment`): every key used, every weight filled.
 """
 
-import numpy as np
 
-from keras_vit.weights.assignment import WeightAssignment, conv_kernel, linear_kernel
-
-_BN = (("weight", "gamma"), ("bias", "beta"), ("running_mean", "moving_mean"), ("running_var", "moving_variance"))
-
-
-def _frozen_bn(plan, layer, prefix):
-    for key, attribute in _BN:
-        plan.assign(getattr(layer, attribute), f"{prefix}.{key}")
-
-
-def _norm(plan, layer, prefix):
-    plan.assign(layer.gamma, prefix + ".weight")
-    plan.assign(layer.beta, prefix + ".bias")
-
-
-def _dense(plan, layer, prefix, head=False):
-    plan.assign(layer.kernel, prefix + ".weight", linear_kernel, head=head)
-    plan.assign(layer.bias, prefix + ".bias", head=head)
+from keras_vit.weights.assignment import WeightAssignment
 
 
 def _resnet_blocks(resnet):
@@ -57,31 +39,31 @@ def _resnet_model(model):
 
 def _backbone_torchvision(plan, resnet, prefix):
     """timm / torchvision names: conv1, bn1, layer{1-4}.{b}.conv{1-3}, bn{1-3}, downsample.{0,1}."""
-    plan.assign(resnet.get_layer("conv1").kernel, prefix + "conv1.weight", conv_kernel)
-    _frozen_bn(plan, resnet.get_layer("bn1"), prefix + "bn1")
+    plan.conv(resnet.get_layer("conv1"), prefix + "conv1")
+    plan.batch_norm(resnet.get_layer("bn1"), prefix + "bn1")
     for (stage, index), block in sorted(_resnet_blocks(resnet).items()):
         p = f"{prefix}layer{stage + 1}.{index}."
         for i in (1, 2, 3):
-            plan.assign(getattr(block, f"conv{i}").kernel, f"{p}conv{i}.weight", conv_kernel)
-            _frozen_bn(plan, getattr(block, f"bn{i}"), f"{p}bn{i}")
+            plan.conv(getattr(block, f"conv{i}"), f"{p}conv{i}")
+            plan.batch_norm(getattr(block, f"bn{i}"), f"{p}bn{i}")
         if block.use_downsample:
-            plan.assign(block.downsample_conv.kernel, p + "downsample.0.weight", conv_kernel)
-            _frozen_bn(plan, block.downsample_bn, p + "downsample.1")
+            plan.conv(block.downsample_conv, p + "downsample.0")
+            plan.batch_norm(block.downsample_bn, p + "downsample.1")
 
 
 def _backbone_transformers_resnet(plan, resnet, prefix):
     """transformers' ResNetModel names: embedder.embedder.*, encoder.stages.{s}.layers.{b}.layer.{i}, shortcut."""
     stem = prefix + "embedder.embedder."
-    plan.assign(resnet.get_layer("conv1").kernel, stem + "convolution.weight", conv_kernel)
-    _frozen_bn(plan, resnet.get_layer("bn1"), stem + "normalization")
+    plan.conv(resnet.get_layer("conv1"), stem + "convolution")
+    plan.batch_norm(resnet.get_layer("bn1"), stem + "normalization")
     for (stage, index), block in sorted(_resnet_blocks(resnet).items()):
         p = f"{prefix}encoder.stages.{stage}.layers.{index}."
         for i in (1, 2, 3):
-            plan.assign(getattr(block, f"conv{i}").kernel, f"{p}layer.{i - 1}.convolution.weight", conv_kernel)
-            _frozen_bn(plan, getattr(block, f"bn{i}"), f"{p}layer.{i - 1}.normalization")
+            plan.conv(getattr(block, f"conv{i}"), f"{p}layer.{i - 1}.convolution")
+            plan.batch_norm(getattr(block, f"bn{i}"), f"{p}layer.{i - 1}.normalization")
         if block.use_downsample:
-            plan.assign(block.downsample_conv.kernel, p + "shortcut.convolution.weight", conv_kernel)
-            _frozen_bn(plan, block.downsample_bn, p + "shortcut.normalization")
+            plan.conv(block.downsample_conv, p + "shortcut.convolution")
+            plan.batch_norm(block.downsample_bn, p + "shortcut.normalization")
 
 
 def _backbone(plan, model, prefix):
@@ -94,8 +76,8 @@ def _backbone(plan, model, prefix):
 
 def _attention_separate(plan, attention, prefix, out_name):
     for name in ("q_proj", "k_proj", "v_proj"):
-        _dense(plan, getattr(attention, name), f"{prefix}.{name}")
-    _dense(plan, attention.out_proj, f"{prefix}.{out_name}")
+        plan.dense(getattr(attention, name), f"{prefix}.{name}")
+    plan.dense(attention.out_proj, f"{prefix}.{out_name}")
 
 
 def _attention_stacked(plan, attention, prefix):
@@ -108,13 +90,13 @@ def _attention_stacked(plan, attention, prefix):
             layer = getattr(attention, name)
             plan.assign_array(layer.kernel, weight[rows].T, f"{prefix}.in_proj_weight[{name}]")
             plan.assign_array(layer.bias, bias[rows], f"{prefix}.in_proj_bias[{name}]")
-    _dense(plan, attention.out_proj, prefix + ".out_proj")
+    plan.dense(attention.out_proj, prefix + ".out_proj")
 
 
 def _heads(plan, model, class_key, box_key):
-    _dense(plan, model.class_embed, class_key, head=True)
+    plan.dense(model.class_embed, class_key, head=True)
     for i, layer in enumerate(model.bbox_embed.dense_layers):
-        _dense(plan, layer, f"{box_key}.layers.{i}")
+        plan.dense(layer, f"{box_key}.layers.{i}")
 
 
 def _from_transformers(plan, model):
@@ -124,8 +106,7 @@ def _from_transformers(plan, model):
     else:
         backbone_prefix = "model.backbone.model."  # transformers 5
     _backbone(plan, model, backbone_prefix)
-    plan.assign(model.input_proj.kernel, "model.input_projection.weight", conv_kernel)
-    plan.assign(model.input_proj.bias, "model.input_projection.bias")
+    plan.conv(model.input_proj, "model.input_projection")
     plan.assign(model.query_embed.embeddings, "model.query_position_embeddings.weight")
     published = any(".out_proj." in k for k in tensors)
     out_name = "out_proj" if published else "o_proj"
@@ -133,44 +114,43 @@ def _from_transformers(plan, model):
     for i, layer in enumerate(model.encoder_layers):
         p = f"model.encoder.layers.{i}."
         _attention_separate(plan, layer.self_attn, p + "self_attn", out_name)
-        _norm(plan, layer.norm1, p + "self_attn_layer_norm")
-        _dense(plan, layer.linear1, p + fc + "fc1")
-        _dense(plan, layer.linear2, p + fc + "fc2")
-        _norm(plan, layer.norm2, p + "final_layer_norm")
+        plan.norm(layer.norm1, p + "self_attn_layer_norm")
+        plan.dense(layer.linear1, p + fc + "fc1")
+        plan.dense(layer.linear2, p + fc + "fc2")
+        plan.norm(layer.norm2, p + "final_layer_norm")
     for i, layer in enumerate(model.decoder_layers):
         p = f"model.decoder.layers.{i}."
         _attention_separate(plan, layer.self_attn, p + "self_attn", out_name)
-        _norm(plan, layer.norm1, p + "self_attn_layer_norm")
+        plan.norm(layer.norm1, p + "self_attn_layer_norm")
         _attention_separate(plan, layer.cross_attn, p + "encoder_attn", out_name)
-        _norm(plan, layer.norm2, p + "encoder_attn_layer_norm")
-        _dense(plan, layer.linear1, p + fc + "fc1")
-        _dense(plan, layer.linear2, p + fc + "fc2")
-        _norm(plan, layer.norm3, p + "final_layer_norm")
-    _norm(plan, model.decoder_norm, "model.decoder.layernorm")
+        plan.norm(layer.norm2, p + "encoder_attn_layer_norm")
+        plan.dense(layer.linear1, p + fc + "fc1")
+        plan.dense(layer.linear2, p + fc + "fc2")
+        plan.norm(layer.norm3, p + "final_layer_norm")
+    plan.norm(model.decoder_norm, "model.decoder.layernorm")
     _heads(plan, model, "class_labels_classifier", "bbox_predictor")
 
 
 def _from_detr_repository(plan, model):
     _backbone(plan, model, "backbone.0.body.")
-    plan.assign(model.input_proj.kernel, "input_proj.weight", conv_kernel)
-    plan.assign(model.input_proj.bias, "input_proj.bias")
+    plan.conv(model.input_proj, "input_proj")
     plan.assign(model.query_embed.embeddings, "query_embed.weight")
     for i, layer in enumerate(model.encoder_layers):
         p = f"transformer.encoder.layers.{i}."
         _attention_stacked(plan, layer.self_attn, p + "self_attn")
-        _dense(plan, layer.linear1, p + "linear1")
-        _dense(plan, layer.linear2, p + "linear2")
-        _norm(plan, layer.norm1, p + "norm1")
-        _norm(plan, layer.norm2, p + "norm2")
+        plan.dense(layer.linear1, p + "linear1")
+        plan.dense(layer.linear2, p + "linear2")
+        plan.norm(layer.norm1, p + "norm1")
+        plan.norm(layer.norm2, p + "norm2")
     for i, layer in enumerate(model.decoder_layers):
         p = f"transformer.decoder.layers.{i}."
         _attention_stacked(plan, layer.self_attn, p + "self_attn")
         _attention_stacked(plan, layer.cross_attn, p + "multihead_attn")
-        _dense(plan, layer.linear1, p + "linear1")
-        _dense(plan, layer.linear2, p + "linear2")
+        plan.dense(layer.linear1, p + "linear1")
+        plan.dense(layer.linear2, p + "linear2")
         for n in (1, 2, 3):
-            _norm(plan, getattr(layer, f"norm{n}"), f"{p}norm{n}")
-    _norm(plan, model.decoder_norm, "transformer.decoder.norm")
+            plan.norm(getattr(layer, f"norm{n}"), f"{p}norm{n}")
+    plan.norm(model.decoder_norm, "transformer.decoder.norm")
     _heads(plan, model, "class_embed", "bbox_embed")
 
 

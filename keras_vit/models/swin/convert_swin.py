@@ -23,7 +23,7 @@ import numpy as np
 
 from keras_vit.models.swin.swin_layers import relative_position_index
 from keras_vit.weights.assignment import (
-    WeightAssignment, WeightsMismatchError, conv_kernel, linear_kernel, numbered_layers, optional_layer,
+    WeightAssignment, WeightsMismatchError, linear_kernel, numbered_layers, optional_layer,
 )
 
 
@@ -126,53 +126,41 @@ def _check_index_buffer(plan, attention, key):
         )
 
 
-def _norm(plan, layer, prefix):
-    plan.assign(layer.gamma, prefix + ".weight")
-    plan.assign(layer.beta, prefix + ".bias")
-
-
-def _dense(plan, layer, prefix, head=False):
-    plan.assign(layer.kernel, prefix + ".weight", linear_kernel, head=head)
-    if layer.bias is not None:
-        plan.assign(layer.bias, prefix + ".bias", head=head)
-
-
 def _top(plan, model, norm_prefix, head_prefix):
     """The final norm and the head, or the keys skipped when the model has none."""
     norm = optional_layer(model, "norm")
     if norm is not None:
-        _norm(plan, norm, norm_prefix)
+        plan.norm(norm, norm_prefix)
     else:
         plan.skip(norm_prefix + ".weight", norm_prefix + ".bias")
     head = optional_layer(model, "head")
     if head is not None:
-        _dense(plan, head, head_prefix, head=True)
+        plan.dense(head, head_prefix, head=True)
     else:
         plan.skip(head_prefix + ".weight", head_prefix + ".bias")
 
 
 def _from_timm_or_official(plan, model, official):
     embed = model.get_layer("patch_embed").proj
-    plan.assign(embed.kernel, "patch_embed.proj.weight", conv_kernel)
-    plan.assign(embed.bias, "patch_embed.proj.bias")
-    _norm(plan, model.get_layer("patch_embed_norm"), "patch_embed.norm")
+    plan.conv(embed, "patch_embed.proj")
+    plan.norm(model.get_layer("patch_embed_norm"), "patch_embed.norm")
     for i, (downsample, blocks) in enumerate(_stages(model)):
         if downsample is not None:
             p = f"layers.{i - 1}.downsample." if official else f"layers.{i}.downsample."
-            _norm(plan, downsample.norm, p + "norm")
+            plan.norm(downsample.norm, p + "norm")
             plan.assign(downsample.reduction.kernel, p + "reduction.weight", linear_kernel)
         for j, block in enumerate(blocks):
             p = f"layers.{i}.blocks.{j}."
-            _norm(plan, block.norm1, p + "norm1")
+            plan.norm(block.norm1, p + "norm1")
             _bias_table(plan, block.attn, p + "attn.relative_position_bias_table")
             _check_index_buffer(plan, block.attn, p + "attn.relative_position_index")
             # The saved mask is for the checkpoint's resolution; the block builds its own.
             plan.skip(p + "attn_mask")
-            _dense(plan, block.attn.qkv, p + "attn.qkv")
-            _dense(plan, block.attn.proj, p + "attn.proj")
-            _norm(plan, block.norm2, p + "norm2")
-            _dense(plan, block.mlp.fc1, p + "mlp.fc1")
-            _dense(plan, block.mlp.fc2, p + "mlp.fc2")
+            plan.dense(block.attn.qkv, p + "attn.qkv")
+            plan.dense(block.attn.proj, p + "attn.proj")
+            plan.norm(block.norm2, p + "norm2")
+            plan.dense(block.mlp.fc1, p + "mlp.fc1")
+            plan.dense(block.mlp.fc2, p + "mlp.fc2")
     _top(plan, model, "norm", "head.fc" if plan.has("head.fc.weight") or not plan.has("head.weight") else "head")
 
 
@@ -188,21 +176,20 @@ def _from_transformers(plan, model):
     tensors = plan.tensors
     p0 = "swin." if any(k.startswith("swin.") for k in tensors) else ""
     embed = model.get_layer("patch_embed").proj
-    plan.assign(embed.kernel, p0 + "embeddings.patch_embeddings.projection.weight", conv_kernel)
-    plan.assign(embed.bias, p0 + "embeddings.patch_embeddings.projection.bias")
-    _norm(plan, model.get_layer("patch_embed_norm"), p0 + "embeddings.norm")
+    plan.conv(embed, p0 + "embeddings.patch_embeddings.projection")
+    plan.norm(model.get_layer("patch_embed_norm"), p0 + "embeddings.norm")
     plan.skip(p0 + "embeddings.mask_token")  # masked-image-modeling only
     v4 = any(".attention.self.query.weight" in k for k in tensors)
     for i, (downsample, blocks) in enumerate(_stages(model)):
         if downsample is not None:  # transformers, like the official code, downsamples at the end of a stage
             p = f"{p0}encoder.layers.{i - 1}.downsample."
-            _norm(plan, downsample.norm, p + "norm")
+            plan.norm(downsample.norm, p + "norm")
             plan.assign(downsample.reduction.kernel, p + "reduction.weight", linear_kernel)
         for j, block in enumerate(blocks):
             p = f"{p0}encoder.layers.{i}.blocks.{j}."
             a = p + ("attention.self." if v4 else "attention.")
             names = ("query", "key", "value") if v4 else ("q_proj", "k_proj", "v_proj")
-            _norm(plan, block.norm1, p + "layernorm_before")
+            plan.norm(block.norm1, p + "layernorm_before")
             table_key = a + "relative_position_bias_table" if v4 else a + "relative_position_bias.relative_position_bias_table"
             _bias_table(plan, block.attn, table_key)
             _check_index_buffer(plan, block.attn, a + "relative_position_index")
@@ -213,10 +200,10 @@ def _from_transformers(plan, model):
                 biases = [plan.take(f"{a}{n}.bias") for n in names]
                 if all(b is not None for b in biases):
                     plan.assign_array(block.attn.qkv.bias, np.concatenate(biases), f"{a}{{{','.join(names)}}}.bias")
-            _dense(plan, block.attn.proj, p + ("attention.output.dense" if v4 else "attention.o_proj"))
-            _norm(plan, block.norm2, p + "layernorm_after")
-            _dense(plan, block.mlp.fc1, p + ("intermediate.dense" if v4 else "mlp.fc1"))
-            _dense(plan, block.mlp.fc2, p + ("output.dense" if v4 else "mlp.fc2"))
+            plan.dense(block.attn.proj, p + ("attention.output.dense" if v4 else "attention.o_proj"))
+            plan.norm(block.norm2, p + "layernorm_after")
+            plan.dense(block.mlp.fc1, p + ("intermediate.dense" if v4 else "mlp.fc1"))
+            plan.dense(block.mlp.fc2, p + ("output.dense" if v4 else "mlp.fc2"))
     _top(plan, model, p0 + "layernorm", "classifier")
 
 

@@ -24,7 +24,7 @@ from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_vit.models.swin.swin_layers import PatchMerging, SwinBlock
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
-from keras_vit.models.builder_args import check_input_shape, default_weights
+from keras_vit.models.builder_args import default_weights, named_builder
 from keras_vit.models.swin.convert_swin import convert_swin
 from keras_vit.models.swin.swin_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
@@ -220,69 +220,26 @@ def SwinTransformer(
     return model
 
 
-def _builder(config_name):
-    config = SWIN_CONFIGS[config_name]
+def _swin_builder(config_name):
+    c = SWIN_CONFIGS[config_name]
 
-    def build(
-        input_shape=(224, 224, 3),
-        num_classes=1000,
-        include_top=True,
-        pooling="avg",
-        weights=None,
-        include_preprocessing=False,
-        window_size=None,
-        dropout=0.0,
-        drop_path_rate=0.0,
-        classifier_activation=None,
-        features_only=False,
-        name=None,
-        **kwargs,
-    ):
-        check_input_shape(input_shape)
-        if window_size is None:
-            window_size = 12 if tuple(input_shape[:2]) == (384, 384) else 7
-        if weights == "imagenet":
-            weights = default_weights(config_name, input_shape, DEFAULT_WEIGHTS)
-        return SwinTransformer(
-            image_size=tuple(input_shape[:2]),
-            num_channels=input_shape[2],
-            window_size=window_size,
-            num_classes=num_classes,
-            include_top=include_top,
-            pooling=pooling,
-            features_only=features_only,
-            weights=weights,
-            include_preprocessing=include_preprocessing,
-            dropout=dropout,
-            drop_path_rate=drop_path_rate,
-            classifier_activation=classifier_activation,
-            name=name or config_name.lower(),
-            **config,
-            **kwargs,
-        )
+    def prepare(arguments, input_shape):
+        # The published 384 models use window 12; every other size the 224 models' 7.
+        if arguments.get("window_size") is None:
+            arguments["window_size"] = 12 if tuple(input_shape[:2]) == (384, 384) else 7
+        if arguments["weights"] == "imagenet":
+            arguments["weights"] = default_weights(config_name, input_shape, DEFAULT_WEIGHTS)
 
-    c = config
-    build.__name__ = config_name
-    build.__qualname__ = config_name
-    build.__doc__ = f"""Swin with width {c['hidden_dim']}, depths {c['depths']}, heads {c['num_heads']}, patch 4.
-
-    Arguments as keras.applications: `input_shape` (default (224, 224, 3)),
-    `num_classes`, `include_top`, `pooling` ("avg" or None), `weights` (None,
-    "imagenet", a published name or a checkpoint file), `include_preprocessing`,
-    `dropout`, `drop_path_rate`, `name`; `window_size` defaults to 12 for
-    (384, 384) inputs and 7 otherwise; `features_only=True` returns the dict of
-    stage maps {{"stride_4": ..., "stride_32": ...}} for use as a backbone; other
-    keywords go to `SwinTransformer`.
-
-    Example:
-    >>> model = {config_name}(input_shape=(224, 224, 3), num_classes=10)
-    >>> model.output_shape
-    (None, 10)
-    """
-    return build
+    return named_builder(
+        config_name, SwinTransformer, c,
+        f"Swin with width {c['hidden_dim']}, depths {c['depths']}, heads {c['num_heads']}, patch 4.",
+        pooling="avg", example_size=64, prepare=prepare,
+        notes="\n\n    `window_size` defaults to 12 for (384, 384) inputs and 7 otherwise, as the published\n"
+              "    models; `features_only=True` returns every stage's map (a backbone).",
+    )
 
 
-SwinT = _builder("SwinT")
-SwinS = _builder("SwinS")
-SwinB = _builder("SwinB")
-SwinL = _builder("SwinL")
+SwinT = _swin_builder("SwinT")
+SwinS = _swin_builder("SwinS")
+SwinB = _swin_builder("SwinB")
+SwinL = _swin_builder("SwinL")

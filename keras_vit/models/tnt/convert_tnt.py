@@ -10,7 +10,7 @@ and timm hold the same tensors under other names (`outer_pos` = `patch_pos`,
 import numpy as np
 
 from keras_vit.weights.assignment import (
-    WeightAssignment, WeightsMismatchError, conv_kernel, linear_kernel, numbered_layers, optional_layer,
+    WeightAssignment, WeightsMismatchError, numbered_layers, optional_layer,
 )
 from keras_vit.layers.resampling import square_grid
 
@@ -43,32 +43,6 @@ def timm_to_official_key(key):
     return ".".join(_OFFICIAL_NAMES.get(part, part) for part in key.split("."))
 
 
-class _Plan:
-    """A `WeightAssignment` that takes keys by their timm names and translates them to the source's."""
-
-    def __init__(self, assignment, rename):
-        self.assignment = assignment
-        self.rename = rename
-
-    def take(self, key):
-        return self.assignment.take(self.rename(key))
-
-    def key(self, key):
-        return self.rename(key)
-
-    def assign(self, variable, key, transform=None, head=False):
-        self.assignment.assign(variable, self.rename(key), transform, head=head)
-
-    def norm(self, layer, prefix):
-        self.assign(layer.gamma, prefix + ".weight")
-        self.assign(layer.beta, prefix + ".bias")
-
-    def dense(self, layer, prefix, head=False):
-        self.assign(layer.kernel, prefix + ".weight", linear_kernel, head=head)
-        if layer.use_bias:
-            self.assign(layer.bias, prefix + ".bias", head=head)
-
-
 def _pixel_position(plan, model, source):
     array = plan.take("pixel_pos")
     if array is None:
@@ -77,7 +51,7 @@ def _pixel_position(plan, model, source):
         array = np.transpose(array, (0, 2, 3, 1)).reshape(-1, array.shape[1])
     else:  # official (1, P, C)
         array = array.reshape(array.shape[-2], array.shape[-1])
-    plan.assignment.assign_array(model.get_layer("pixel_pos").embedding, array, plan.key("pixel_pos"))
+    plan.assign_array(model.get_layer("pixel_pos").embedding, array, plan.key("pixel_pos"))
 
 
 def _patch_position(plan, model):
@@ -88,7 +62,7 @@ def _patch_position(plan, model):
     layer = model.get_layer("patch_pos")
     if array.shape[1] != layer.num_positions and array.shape[1] > 1:
         array = layer.resampled(array, square_grid(array.shape[1] - 1), "bicubic_antialias")
-    plan.assignment.assign_array(layer.embedding, array, plan.key("patch_pos"))
+    plan.assign_array(layer.embedding, array, plan.key("patch_pos"))
 
 
 def _projection(plan, layer, prefix):
@@ -98,9 +72,7 @@ def _projection(plan, layer, prefix):
 
 
 def _fill(plan, model, source):
-    embed = model.get_layer("pixel_embed").proj
-    plan.assign(embed.kernel, "pixel_embed.proj.weight", conv_kernel)
-    plan.assign(embed.bias, "pixel_embed.proj.bias")
+    plan.conv(model.get_layer("pixel_embed").proj, "pixel_embed.proj")
     _pixel_position(plan, model, source)
     _projection(plan, model.get_layer("pixel_to_patch"), "")
     plan.assign(model.get_layer("cls_token").token, "cls_token")
@@ -125,7 +97,7 @@ def _fill(plan, model, source):
     if head is not None:
         plan.dense(head, "head", head=True)
     else:
-        plan.assignment.skip_prefix("head.")
+        plan.skip_prefix("head.")
 
 
 def detect_tnt_source(tensors):
@@ -169,11 +141,10 @@ def convert_tnt(model, tensors, allow_head_reset=False):
     if tensors and all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
     source = detect_tnt_source(tensors)
-    assignment = WeightAssignment(model, tensors, source=source, allow_head_reset=allow_head_reset)
+    # The map below is written in timm's key names; the official layout differs by renaming only.
+    rename = timm_to_official_key if source == "official" else None
+    plan = WeightAssignment(model, tensors, source=source, allow_head_reset=allow_head_reset, rename=rename)
     if source == "official":
-        assignment.skip("outer_tokens")  # a zero buffer (requires_grad=False) the forward pass never reads
-        plan = _Plan(assignment, timm_to_official_key)
-    else:
-        plan = _Plan(assignment, lambda key: key)
+        plan.skip("outer_tokens")  # a zero buffer (requires_grad=False) the forward pass never reads
     _fill(plan, model, source)
-    assignment.apply()
+    plan.apply()

@@ -12,7 +12,7 @@ import numpy as np
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
 from keras_vit.models.tnt.tnt_layers import renamed_tnt_arguments, PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTBlock
-from keras_vit.models.builder_args import check_input_shape, default_weights
+from keras_vit.models.builder_args import named_builder
 from keras_vit.models.tnt.convert_tnt import convert_tnt
 from keras_vit.models.tnt.tnt_presets import DEFAULT_WEIGHTS
 from keras_vit.models.vit.vit_model import _image_size, check_image_size
@@ -158,58 +158,15 @@ def TNT(
     return model
 
 
-def _builder(config_name):
-    config = TNT_CONFIGS[config_name]
-
-    def build(
-        input_shape=(224, 224, 3),
-        num_classes=1000,
-        include_top=True,
-        pooling="token",
-        weights=None,
-        include_preprocessing=False,
-        dropout=0.0,
-        drop_path_rate=0.0,
-        classifier_activation=None,
-        name=None,
-        **kwargs,
-    ):
-        check_input_shape(input_shape)
-        if weights == "imagenet":
-            weights = default_weights(config_name, input_shape, DEFAULT_WEIGHTS)
-        return TNT(
-            image_size=tuple(input_shape[:2]),
-            num_channels=input_shape[2],
-            num_classes=num_classes,
-            include_top=include_top,
-            pooling=pooling,
-            weights=weights,
-            include_preprocessing=include_preprocessing,
-            dropout=dropout,
-            drop_path_rate=drop_path_rate,
-            classifier_activation=classifier_activation,
-            name=name or config_name.lower(),
-            **config,
-            **kwargs,
-        )
-
-    c = config
-    build.__name__ = config_name
-    build.__qualname__ = config_name
-    build.__doc__ = f"""TNT with patch {c['patch_size']}, width {c['hidden_dim']} (inner {c['inner_dim']}), depth {c['depth']}, {c['num_heads']} outer and {c['inner_num_heads']} inner heads.
-
-    Arguments as keras.applications: `input_shape` (default (224, 224, 3)),
-    `num_classes`, `include_top`, `pooling` ("token" or "gap"), `weights` (None,
-    "imagenet", a published name or a checkpoint file), `include_preprocessing`,
-    `dropout`, `drop_path_rate`, `name`; other keywords go to `TNT`.
-
-    Example:
-    >>> model = {config_name}(input_shape=(224, 224, 3), num_classes=10)
-    >>> model.output_shape
-    (None, 10)
-    """
-    return build
+def _tnt_builder(config_name):
+    c = TNT_CONFIGS[config_name]
+    return named_builder(
+        config_name, TNT, c,
+        f"TNT with patch {c['patch_size']}, width {c['hidden_dim']} (inner {c['inner_dim']}), depth {c['depth']}, "
+        f"{c['num_heads']} outer and {c['inner_num_heads']} inner heads.",
+        pooling="token", example_size=2 * c["patch_size"], weights_table=DEFAULT_WEIGHTS,
+    )
 
 
-TNTS16 = _builder("TNTS16")
-TNTB16 = _builder("TNTB16")
+TNTS16 = _tnt_builder("TNTS16")
+TNTB16 = _tnt_builder("TNTB16")

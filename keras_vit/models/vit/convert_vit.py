@@ -7,22 +7,11 @@ source from the keys and applies the plan strictly (see `assignment`).
 
 import re
 
-import numpy as np
 
 from keras_vit.weights.assignment import (
-    WeightAssignment, conv_kernel, linear_kernel, numbered_layers, optional_layer,
+    WeightAssignment, linear_kernel, numbered_layers, optional_layer,
 )
 from keras_vit.layers.resampling import square_grid
-
-
-def _norm(plan, layer, weight_key, bias_key):
-    plan.assign(layer.gamma, weight_key)
-    plan.assign(layer.beta, bias_key)
-
-
-def _dense(plan, layer, prefix, transform=linear_kernel, head=False):
-    plan.assign(layer.kernel, prefix + ".weight", transform, head=head)
-    plan.assign(layer.bias, prefix + ".bias", head=head)
 
 
 def _position_embedding(plan, model, key, method):
@@ -52,24 +41,22 @@ def _heads(plan, model, head_key, dist_key, transform):
 
 
 def _from_timm(plan, model):
-    embed = model.get_layer("patch_embed").proj
-    plan.assign(embed.kernel, "patch_embed.proj.weight", conv_kernel)
-    plan.assign(embed.bias, "patch_embed.proj.bias")
+    plan.conv(model.get_layer("patch_embed").proj, "patch_embed.proj")
     plan.assign(model.get_layer("cls_token").token, "cls_token")
     if optional_layer(model, "dist_token") is not None:
         plan.assign(model.get_layer("dist_token").token, "dist_token")
     _position_embedding(plan, model, "pos_embed", "bicubic_antialias")
     for i, block in enumerate(numbered_layers(model, "block_{}")):
         p = f"blocks.{i}."
-        _norm(plan, block.norm1, p + "norm1.weight", p + "norm1.bias")
-        _dense(plan, block.attn.qkv, p + "attn.qkv")
-        _dense(plan, block.attn.proj, p + "attn.proj")
-        _norm(plan, block.norm2, p + "norm2.weight", p + "norm2.bias")
-        _dense(plan, block.mlp.fc1, p + "mlp.fc1")
-        _dense(plan, block.mlp.fc2, p + "mlp.fc2")
+        plan.norm(block.norm1, p + "norm1")
+        plan.dense(block.attn.qkv, p + "attn.qkv")
+        plan.dense(block.attn.proj, p + "attn.proj")
+        plan.norm(block.norm2, p + "norm2")
+        plan.dense(block.mlp.fc1, p + "mlp.fc1")
+        plan.dense(block.mlp.fc2, p + "mlp.fc2")
     for norm_name in ("norm", "fc_norm"):
         if optional_layer(model, norm_name) is not None:
-            _norm(plan, model.get_layer(norm_name), f"{norm_name}.weight", f"{norm_name}.bias")
+            plan.norm(model.get_layer(norm_name), norm_name)
     _heads(plan, model, "head", "head_dist", linear_kernel)
 
 
@@ -106,9 +93,7 @@ def _transformers4_names(tensors):
 def _from_transformers(plan, model):
     tensors = plan.tensors
     p0 = _hf_prefix(tensors)
-    embed = model.get_layer("patch_embed").proj
-    plan.assign(embed.kernel, p0 + "embeddings.patch_embeddings.projection.weight", conv_kernel)
-    plan.assign(embed.bias, p0 + "embeddings.patch_embeddings.projection.bias")
+    plan.conv(model.get_layer("patch_embed").proj, p0 + "embeddings.patch_embeddings.projection")
     plan.assign(model.get_layer("cls_token").token, p0 + "embeddings.cls_token")
     if optional_layer(model, "dist_token") is not None:
         plan.assign(model.get_layer("dist_token").token, p0 + "embeddings.distillation_token")
@@ -120,17 +105,13 @@ def _from_transformers(plan, model):
         p = f"{p0}encoder.layer.{i}."
         qkv = [p + f"attention.attention.{n}" for n in ("query", "key", "value")]
         proj, fc1, fc2 = p + "attention.output.dense", p + "intermediate.dense", p + "output.dense"
-        _norm(plan, block.norm1, p + "layernorm_before.weight", p + "layernorm_before.bias")
-        parts = [plan.take(k + ".weight") for k in qkv]
-        biases = [plan.take(k + ".bias") for k in qkv]
-        if all(w is not None for w in parts + biases):
-            plan.assign_array(block.attn.qkv.kernel, np.concatenate(parts, axis=0).T, qkv[0] + "/k/v.weight")
-            plan.assign_array(block.attn.qkv.bias, np.concatenate(biases), qkv[0] + "/k/v.bias")
-        _dense(plan, block.attn.proj, proj)
-        _norm(plan, block.norm2, p + "layernorm_after.weight", p + "layernorm_after.bias")
-        _dense(plan, block.mlp.fc1, fc1)
-        _dense(plan, block.mlp.fc2, fc2)
-    _norm(plan, model.get_layer("norm"), p0 + "layernorm.weight", p0 + "layernorm.bias")
+        plan.norm(block.norm1, p + "layernorm_before")
+        plan.fused_dense(block.attn.qkv, qkv)
+        plan.dense(block.attn.proj, proj)
+        plan.norm(block.norm2, p + "layernorm_after")
+        plan.dense(block.mlp.fc1, fc1)
+        plan.dense(block.mlp.fc2, fc2)
+    plan.norm(model.get_layer("norm"), p0 + "layernorm")
     if optional_layer(model, "dist_token") is not None:  # DeiTForImageClassificationWithTeacher
         _heads(plan, model, "cls_classifier", "distillation_classifier", linear_kernel)
     else:
@@ -148,23 +129,16 @@ def _from_google_npz(plan, model):
     for i, block in enumerate(numbered_layers(model, "block_{}")):
         p = f"Transformer/encoderblock_{i}/"
         a = p + "MultiHeadDotProductAttention_1/"
-        _norm(plan, block.norm1, p + "LayerNorm_0/scale", p + "LayerNorm_0/bias")
-        kernels = [plan.take(f"{a}{n}/kernel") for n in ("query", "key", "value")]
-        biases = [plan.take(f"{a}{n}/bias") for n in ("query", "key", "value")]
-        if all(k is not None for k in kernels + biases):
-            width = kernels[0].shape[0]
-            plan.assign_array(block.attn.qkv.kernel, np.concatenate([k.reshape(width, -1) for k in kernels], axis=1), a + "{query,key,value}/kernel")
-            plan.assign_array(block.attn.qkv.bias, np.concatenate([b.reshape(-1) for b in biases]), a + "{query,key,value}/bias")
-        out = plan.take(a + "out/kernel")
-        if out is not None:
-            plan.assign_array(block.attn.proj.kernel, out.reshape(-1, out.shape[-1]), a + "out/kernel")
-        plan.assign(block.attn.proj.bias, a + "out/bias")
-        _norm(plan, block.norm2, p + "LayerNorm_2/scale", p + "LayerNorm_2/bias")
-        plan.assign(block.mlp.fc1.kernel, p + "MlpBlock_3/Dense_0/kernel")
-        plan.assign(block.mlp.fc1.bias, p + "MlpBlock_3/Dense_0/bias")
-        plan.assign(block.mlp.fc2.kernel, p + "MlpBlock_3/Dense_1/kernel")
-        plan.assign(block.mlp.fc2.bias, p + "MlpBlock_3/Dense_1/bias")
-    _norm(plan, model.get_layer("norm"), "Transformer/encoder_norm/scale", "Transformer/encoder_norm/bias")
+        flax = dict(separator="/", weight="kernel")
+        plan.norm(block.norm1, p + "LayerNorm_0", separator="/", weight="scale")
+        # Flax keeps heads apart: q/k/v kernels (D, heads, head_dim), out kernel (heads, head_dim, D).
+        plan.fused_dense(block.attn.qkv, [a + n for n in ("query", "key", "value")],
+                         transform=lambda k: k.reshape(k.shape[0], -1), **flax)
+        plan.dense(block.attn.proj, a + "out", transform=lambda k: k.reshape(-1, k.shape[-1]), **flax)
+        plan.norm(block.norm2, p + "LayerNorm_2", separator="/", weight="scale")
+        plan.dense(block.mlp.fc1, p + "MlpBlock_3/Dense_0", transform=None, **flax)
+        plan.dense(block.mlp.fc2, p + "MlpBlock_3/Dense_1", transform=None, **flax)
+    plan.norm(model.get_layer("norm"), "Transformer/encoder_norm", separator="/", weight="scale")
     _heads(plan, model, "head", None, None)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
-from keras_vit.models.builder_args import check_input_shape, default_weights
+from keras_vit.models.builder_args import named_builder
 from keras_vit.models.vit.convert_vit import convert_vit
 from keras_vit.models.vit.vit_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
@@ -159,64 +159,20 @@ def VisionTransformer(
     return model
 
 
-def _builder(config_name):
-    config = VIT_CONFIGS[config_name]
-
-    def build(
-        input_shape=(224, 224, 3),
-        num_classes=1000,
-        include_top=True,
-        pooling="token",
-        weights=None,
-        include_preprocessing=False,
-        dropout=0.0,
-        drop_path_rate=0.0,
-        classifier_activation=None,
-        name=None,
-        **kwargs,
-    ):
-        check_input_shape(input_shape)
-        if weights == "imagenet":
-            weights = default_weights(config_name, input_shape, DEFAULT_WEIGHTS)
-        return VisionTransformer(
-            image_size=tuple(input_shape[:2]),
-            num_channels=input_shape[2],
-            num_classes=num_classes,
-            include_top=include_top,
-            pooling=pooling,
-            weights=weights,
-            include_preprocessing=include_preprocessing,
-            dropout=dropout,
-            drop_path_rate=drop_path_rate,
-            classifier_activation=classifier_activation,
-            name=name or config_name.lower(),
-            **config,
-            **kwargs,
-        )
-
-    c = config
-    build.__name__ = config_name
-    build.__qualname__ = config_name
-    build.__doc__ = f"""ViT with patch {c['patch_size']}, width {c['hidden_dim']}, depth {c['depth']}, {c['num_heads']} heads.
-
-    Arguments as keras.applications: `input_shape` (default (224, 224, 3)),
-    `num_classes`, `include_top`, `pooling` ("token" or "gap"), `weights` (None,
-    "imagenet", a published name or a checkpoint file), `include_preprocessing`,
-    `dropout`, `drop_path_rate`, `name`; other keywords go to `VisionTransformer`.
-
-    Example:
-    >>> model = {config_name}(input_shape=(224, 224, 3), num_classes=10)
-    >>> model.output_shape
-    (None, 10)
-    """
-    return build
+def _vit_builder(config_name):
+    c = VIT_CONFIGS[config_name]
+    return named_builder(
+        config_name, VisionTransformer, c,
+        f"ViT with patch {c['patch_size']}, width {c['hidden_dim']}, depth {c['depth']}, {c['num_heads']} heads.",
+        pooling="token", example_size=2 * c["patch_size"], weights_table=DEFAULT_WEIGHTS,
+    )
 
 
-ViTTi16 = _builder("ViTTi16")
-ViTS16 = _builder("ViTS16")
-ViTS32 = _builder("ViTS32")
-ViTB16 = _builder("ViTB16")
-ViTB32 = _builder("ViTB32")
-ViTL16 = _builder("ViTL16")
-ViTL32 = _builder("ViTL32")
-ViTH14 = _builder("ViTH14")
+ViTTi16 = _vit_builder("ViTTi16")
+ViTS16 = _vit_builder("ViTS16")
+ViTS32 = _vit_builder("ViTS32")
+ViTB16 = _vit_builder("ViTB16")
+ViTB32 = _vit_builder("ViTB32")
+ViTL16 = _vit_builder("ViTL16")
+ViTL32 = _vit_builder("ViTL32")
+ViTH14 = _vit_builder("ViTH14")
