@@ -274,20 +274,20 @@ def build_classifier(args, family, config, image_size, num_classes):
         from keras_vit.models import VisionTransformer
 
         return VisionTransformer(image_size=image_size, distilled=family == "deit", name=name, **options, **config)
-    width, heads, mlp_ratio = config["hidden_dim"], config["num_heads"], config["mlp_dim"] / config["hidden_dim"]
+    width, heads = config["hidden_dim"], config["num_heads"]
     if family == "tnt":
         from keras_vit.models import TNT
 
         inner_dim = max(width // 4, 1)  # pixel width; TNT-S has 1/16 of 384, a small model needs a larger share
         return TNT(image_size=image_size, patch_size=config["patch_size"], hidden_dim=width, inner_dim=inner_dim,
-                   depth=config["depth"], num_heads_outer=heads, num_heads_inner=2 if inner_dim % 2 == 0 else 1,
-                   mlp_ratio=mlp_ratio, name=name, **options)
+                   depth=config["depth"], num_heads=heads, inner_num_heads=2 if inner_dim % 2 == 0 else 1,
+                   mlp_dim=config["mlp_dim"], name=name, **options)
     from keras_vit.models import SwinTransformer
 
     first_stage = image_size // config["patch_size"]
     return SwinTransformer(image_size=image_size, patch_size=config["patch_size"], window_size=min(4, first_stage),
-                           embed_dim=width, depths=(config["depth"],) * 2, num_heads=(heads, 2 * heads),
-                           mlp_ratio=mlp_ratio, name=name, **options)
+                           hidden_dim=width, depths=(config["depth"],) * 2, num_heads=(heads, 2 * heads),
+                           mlp_ratio=config["mlp_dim"] / width, name=name, **options)
 
 
 def train_classifier(args, family, config, start):
