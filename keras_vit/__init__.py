@@ -14,7 +14,15 @@ Example:
 
 __version__ = "0.1.0"
 
-from keras_vit import data, export, layers, models, training, viz, weights
+from keras_vit._tensorflow_logs import hidden_tensorflow_logs
+
+# TensorFlow starts with `import keras` (TensorFlow backend) or with `keras_vit.data` (tf.data, any
+# backend); its C++ start-up lines (oneDNN, CUDA drivers, CPU features) say nothing a user can act on.
+# TF_CPP_MIN_LOG_LEVEL=0 shows them.
+with hidden_tensorflow_logs():
+    import keras  # noqa: F401
+
+    from keras_vit import data, export, layers, models, training, viz, weights
 from keras_vit.export import evaluate_tflite, export_saved_model, export_tflite
 from keras_vit.models import (
     DETR,

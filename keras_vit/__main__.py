@@ -1,4 +1,4 @@
-"""`python -m keras_vit ...` runs the `keras-vit` command line (see keras_vit/cli.py).
+"""`python -m keras_vit ...` runs the `keras-vit` command line (see keras_vit/cli/).
 
 Example:
     python -m keras_vit train --epochs 5

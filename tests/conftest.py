@@ -39,3 +39,21 @@ def _clean_keras_state():
 
 def pytest_report_header(config):
     return f"keras backend: {BACKEND}"
+
+
+@pytest.fixture
+def tiny_registered_vit(monkeypatch):
+    """Registers "TinyTestViT" (a 1-block ViT builder) in the model registry for one test, and
+    records the keyword arguments each call got: a registered name is known to every command."""
+    from keras_vit.models import VisionTransformer, registry
+
+    monkeypatch.setattr(registry, "_MODELS", dict(registry._MODELS))
+    calls = []
+
+    def TinyTestViT(input_shape=(32, 32, 3), num_classes=1000, **kwargs):
+        calls.append(dict(kwargs, input_shape=input_shape, num_classes=num_classes))
+        return VisionTransformer(image_size=input_shape[:2], patch_size=8, hidden_dim=16, depth=1, num_heads=2,
+                                 mlp_dim=32, num_classes=num_classes, name="tiny_test_vit", **kwargs)
+
+    registry.register_model("TinyTestViT", TinyTestViT, "vit", default_input_size=32)
+    return calls

@@ -1,4 +1,4 @@
-"""`keras-vit export` and `keras-vit predict` (through keras_vit.export.cli.main)."""
+"""`keras-vit export` and `keras-vit predict` (through keras_vit.cli.main)."""
 
 import os
 import re
@@ -11,7 +11,7 @@ from PIL import Image
 from conftest import to_numpy
 
 import keras_vit
-from keras_vit.export.cli import main
+from keras_vit.cli import main
 from keras_vit.export.verification import digit_images
 
 
@@ -58,7 +58,23 @@ def test_export_errors_are_one_line(workspace, capsys):
     assert main(["export", "--model", "tiny_vit.keras", "--format", "tflite", "--quantization", "int8"]) == 1
     assert "needs --representative-data" in capsys.readouterr().err
     assert main(["export", "--model", "NoSuchModel"]) == 1
-    assert "neither a .keras file nor a keras_vit builder" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "neither a .keras file nor a keras_vit builder" in error
+    from keras_vit.models import model_names
+
+    assert all(name in error for name in model_names())  # the registry's names
     assert main(["predict", "tiny_vit.keras", "missing.png"]) == 1
     assert "missing.png: no such image file" in capsys.readouterr().err
     assert not os.path.exists("saved_models")
+
+
+def test_export_a_registered_model_by_name(tiny_registered_vit, workspace, capsys):
+    # Any case of a registry name; the builder gets --image-size and --num-classes.
+    assert main(["export", "--model", "tiny-test-vit", "--image-size", "16", "--num-classes", "3",
+                 "--format", "tflite", "--output", "tiny.tflite"]) == 0
+    assert tiny_registered_vit[-1]["input_shape"] == (16, 16, 3) and tiny_registered_vit[-1]["num_classes"] == 3
+    out = capsys.readouterr().out
+    assert "Building TinyTestViT at 16x16..." in out and "Converting to TFLite with TensorFlow" in out
+    assert "max |diff| vs Keras" in out
+    assert main(["predict", "tiny.tflite", workspace[1][0], "--top-k", "3"]) == 0
+    assert capsys.readouterr().out.count("class") == 3

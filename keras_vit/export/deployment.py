@@ -7,7 +7,7 @@ from keras_vit.export.tflite import _as_arrays, evaluate_tflite
 
 
 def export_and_evaluate_tflite(model, test_data, representative_data, output_stem, keras_accuracy=None,
-                               quantizations=(None, "int8"), print_fn=print):
+                               quantizations=(None, "int8"), print_fn=print, progress_fn=None):
     """Exports `model` to .tflite files, runs them on the test split and prints their accuracy.
 
     Args:
@@ -18,6 +18,8 @@ def export_and_evaluate_tflite(model, test_data, representative_data, output_ste
         output_stem: path without extension: writes `<stem>.tflite` (float32) and
             `<stem>_int8.tflite`.
         keras_accuracy: the Keras model's test accuracy, printed alongside.
+        progress_fn: called with a line before each slow phase (conversion and checking,
+            scoring on the test split), e.g. `print`; None says nothing.
 
     Returns:
         {quantization or "float32": {"path", "accuracy", "file_size_bytes", "top1_agreement", "report"}}
@@ -34,7 +36,13 @@ def export_and_evaluate_tflite(model, test_data, representative_data, output_ste
         suffix = "" if quantization is None else f"_{quantization}"
         rep = representative_data if quantization == "int8" else None
         jobs.append(ExportJob(model, "tflite", f"{output_stem}{suffix}.tflite", quantization, rep))
+    names = " and ".join(q or "float32" for q in quantizations)
+    if progress_fn is not None:
+        progress_fn(f"Exporting to TFLite ({names}): converting with TensorFlow and checking each file against "
+                    "the Keras model")
     reports = export_many(jobs)
+    if progress_fn is not None:
+        progress_fn(f"Running the .tflite files on the {len(labels)} test images")
     results = {}
     for quantization, report in zip(quantizations, reports):
         name = quantization or "float32"
