@@ -115,7 +115,7 @@ def run_seed(seed, args, all_images, train, test):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--pretrain-epochs", type=int, default=30)
+    parser.add_argument("--pretrain-epochs", type=int, default=10)
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--label-fraction", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=128)
