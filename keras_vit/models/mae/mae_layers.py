@@ -30,8 +30,8 @@ def sincos_position_embedding(grid_size, dim, num_prefix_tokens=1):
     Example:
     >>> sincos_position_embedding((2, 2), 8).shape
     (1, 5, 8)
-    >>> sincos_position_embedding((2, 2), 8)[0, 2, :4].round(4).tolist()  # row 0, column 1
-    [0.8415, 0.01, 0.5403, 1.0]
+    >>> [round(float(v), 4) for v in sincos_position_embedding((2, 2), 8)[0, 2, :4]]  # row 0, column 1
+    [0.8415, 0.01, 0.5403, 0.9999]
     """
     if isinstance(grid_size, int):
         grid_size = (grid_size, grid_size)

@@ -110,7 +110,7 @@ def prompt_tuning_summary(model):
     >>> import keras_vit
     >>> vit = keras_vit.VisionTransformer(32, 8, 48, 2, 3, 96, num_classes=10)
     >>> print(prompt_tuning_summary(keras_vit.add_prompts(vit, 4, deep=True, verbose=False)))
-    VPT: 874 trainable parameters (prompts 384, head 490) of 61,138 (1.43%)
+    VPT: 874 trainable parameters (prompts 384, head 490) of 49,018 (1.78%)
     """
     prompts = count_parameters(w for layer in model.layers if isinstance(layer, PromptTokens) for w in layer.weights)
     trainable = count_parameters(model.trainable_weights)
@@ -158,7 +158,7 @@ def add_prompts(model, num_prompts, deep=True, num_classes=None, prompt_dropout=
     >>> import keras_vit
     >>> vit = keras_vit.VisionTransformer(32, 8, 48, 2, 3, 96, num_classes=10)
     >>> prompted = keras_vit.add_prompts(vit, num_prompts=4, deep=True, num_classes=5)
-    VPT: 629 trainable parameters (prompts 384, head 245) of 60,893 (1.03%)
+    VPT: 629 trainable parameters (prompts 384, head 245) of 48,773 (1.29%)
     >>> prompted.output_shape
     (None, 5)
     """
