@@ -55,3 +55,5 @@ from keras_vit.models import (
     distillation_heads,
 )
 from keras_vit.training import DistillationModel
+from keras_vit.models.mae import MAEViTB16, MAEViTH14, MAEViTL16, MaskedAutoencoder
+from keras_vit.models.vit import add_prompts

@@ -20,7 +20,11 @@ from keras_vit.models.vit.vit_model import (
     ViTS32,
     ViTTi16,
 )
+from keras_vit.models.vit.vit_layers import PromptTokens
 from keras_vit.models.vit.vit_presets import PRESETS
+from keras_vit.models.vit.vit_prompts import (
+    add_prompts, count_parameters, freeze_backbone, prompt_tuning_summary, vision_transformer_config,
+)
 from keras_vit.weights.published import register_published
 
 register_published(*PRESETS)

@@ -13,6 +13,7 @@ from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
 from keras_vit.models.builder_args import named_builder
 from keras_vit.models.vit.convert_vit import convert_vit
+from keras_vit.models.vit.vit_layers import PromptTokens
 from keras_vit.models.vit.vit_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
 
@@ -70,6 +71,9 @@ def VisionTransformer(
     layer_norm_epsilon=1e-6,
     classifier_activation=None,
     seed=None,
+    num_prompts=0,
+    deep_prompts=False,
+    prompt_dropout=0.0,
     dtype=None,
     name="vision_transformer",
 ):
@@ -91,6 +95,11 @@ def VisionTransformer(
         dropout, attention_dropout, drop_path_rate: regularization; drop path
             grows linearly over the blocks up to `drop_path_rate`, as in timm.
         seed: seed of the drop-path noise.
+        num_prompts, deep_prompts, prompt_dropout: Visual Prompt Tuning (Jia et al.,
+            2022): `num_prompts` learned tokens after the class (and distillation)
+            tokens, new ones at every block with `deep_prompts=True` (layers
+            `prompt_{i}`); "gap" pools the patch tokens only. To freeze a trained
+            model and train only the prompts and head: `keras_vit.add_prompts`.
 
     Example:
     >>> import numpy as np
@@ -125,8 +134,14 @@ def VisionTransformer(
     x = vit_layers.ClassToken(dtype=dtype, name="cls_token")(x)
     x = vit_layers.PositionEmbedding(grid, num_prefix, dtype=dtype, name="pos_embed")(x)
     x = keras.layers.Dropout(dropout, dtype=dtype, name="pos_drop")(x)
+    prompt_args = dict(num_prefix_tokens=num_prefix, patch_area=patch_size * patch_size, dropout=prompt_dropout,
+                       seed=seed, dtype=dtype)
+    if num_prompts:
+        x = PromptTokens(num_prompts, name="prompt_0", **prompt_args)(x)
     rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
     for i in range(depth):
+        if num_prompts and deep_prompts and i > 0:  # deep VPT: this block's own prompts
+            x = PromptTokens(num_prompts, replace=True, name=f"prompt_{i}", **prompt_args)(x)
         x = vit_layers.TransformerEncoderBlock(
             hidden_dim, num_heads, mlp_dim, qkv_bias=qkv_bias, dropout=dropout,
             attention_dropout=attention_dropout, drop_path_rate=float(rates[i]),
@@ -134,7 +149,7 @@ def VisionTransformer(
             dtype=dtype, name=f"block_{i}",
         )(x)
     if pooling == "gap":
-        x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="gap")(x[:, num_prefix:])
+        x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="gap")(x[:, num_prefix + num_prompts:])
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="fc_norm")(x)
     else:
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="norm")(x)
