@@ -1,7 +1,6 @@
 """Masked autoencoder: parity with transformers' ViTMAEForPreTraining, checkpoint layouts,
 training with fit(), the encoder as a ViT, pictures, and bad input."""
 
-import os
 
 import keras
 import numpy as np
@@ -10,7 +9,8 @@ import pytest
 from conftest import to_numpy
 
 import keras_vit
-from keras_vit.models.mae import convert_mae, sincos_position_embedding
+from keras_vit.models.mae import sincos_position_embedding
+from keras_vit.models.mae.convert_mae import convert_mae
 from keras_vit.weights.assignment import WeightsMismatchError
 
 # Tiny and deliberately asymmetric: decoder width 12 with 3 heads, its own MLP width.

@@ -11,7 +11,6 @@ Example:
 16
 """
 
-from keras_vit.models.mae.convert_mae import convert_mae, detect_mae_source
 from keras_vit.models.mae.mae_layers import (
     MAEDecoder,
     RandomPatchMasking,

@@ -327,10 +327,10 @@ def _builder(name):
     takes RGB in [0, 255]). transformers' configs use LayerNorm epsilon 1e-12, the
     official code 1e-6 (the default here); the difference is below 1e-5.
 
-    Example:
-    >>> mae = {name}(input_shape=(224, 224, 3))
+    Example (the full-size model on small images):
+    >>> mae = {name}(input_shape=({2 * vit_config['patch_size']}, {2 * vit_config['patch_size']}, 3))
     >>> mae.num_patches
-    {(224 // vit_config['patch_size']) ** 2}
+    4
     """
     return build
 
