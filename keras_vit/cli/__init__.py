@@ -19,7 +19,6 @@ Example:
 import argparse
 import contextlib
 import os
-import sys
 
 from keras_vit._tensorflow_logs import hidden_tensorflow_logs
 from keras_vit.cli import export, predict, train
