@@ -44,7 +44,7 @@ def test_fused_and_explicit_paths_agree_with_reference(case):
     expected, expected_scores = reference(Q, K, V, 0.35, **kwargs)
     # The fused path runs here except for masks on torch (see _fused_path_applies).
     mask = keras.ops.convert_to_tensor(KEY_MASK) if case == "mask" else None
-    assert _fused_path_applies(keras.ops.convert_to_tensor(Q), mask, None, False, False) == (
+    assert _fused_path_applies(keras.ops.convert_to_tensor(Q), mask, False, False) == (
         case != "mask" or BACKEND != "torch"
     )
     np.testing.assert_allclose(fused, to_numpy(explicit), atol=1e-5)

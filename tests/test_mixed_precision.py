@@ -58,8 +58,8 @@ def test_classifier_logits_are_float32_and_fit_trains(family, policy):
     keras.config.set_dtype_policy(policy)
     model = _classifier(family)
     assert model.get_layer("head").compute_dtype == "float32"
-    logits = model.predict_on_batch(IMAGES)  # compiled: eager JAX compiles every op
-    assert logits.dtype == np.float32 and logits.shape == (8, 3) and np.all(np.isfinite(logits))
+    # The functional model's output spec comes from tracing every layer's call(): the dtype it returns.
+    assert model.output.dtype == "float32" and tuple(model.output.shape) == (None, 3)
     _check_fit(model, IMAGES, LABELS, policy, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 

@@ -17,7 +17,7 @@ from keras import ops
 _MASKED_LOGIT = float(np.finfo("float32").min)
 
 
-def _fused_path_applies(query, mask, bias, dropout_active, return_scores):
+def _fused_path_applies(query, mask, dropout_active, return_scores):
     """Whether `keras.ops.dot_product_attention` can run this call and give what the explicit path gives."""
     if return_scores or dropout_active:
         return False  # the fused kernels return no weights and apply no dropout to them
@@ -91,7 +91,7 @@ def scaled_dot_product_attention(
         has_key = ops.any(mask, axis=-1, keepdims=True)
         mask = ops.logical_or(mask, ops.logical_not(has_key))
     dropout_active = bool(training) and dropout is not None and getattr(dropout, "rate", 0.0) > 0
-    if _fused_path_applies(query, mask, bias, dropout_active, return_scores):
+    if _fused_path_applies(query, mask, dropout_active, return_scores):
         if bias is not None:
             bias = ops.cast(bias, compute_dtype)
         x = ops.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
