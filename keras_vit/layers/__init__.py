@@ -12,7 +12,7 @@ Example:
 import importlib
 import warnings
 
-from keras_vit.layers.attention import MultiHeadSelfAttention
+from keras_vit.layers.attention import MultiHeadSelfAttention, scaled_dot_product_attention
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.encoder_block import TransformerEncoderBlock
 from keras_vit.layers.frozen_batch_norm import FrozenBatchNormalization

@@ -1,7 +1,123 @@
-"""Multi-head self-attention with a fused qkv projection."""
+"""The attention core every family calls, and ViT's multi-head self-attention.
+
+`scaled_dot_product_attention` is the one place where heads attend: the fused
+`keras.ops.dot_product_attention` where it applies, an explicit path that also
+returns the softmax weights, one softmax dtype rule, additive biases and boolean
+masks. Each family's attention layer keeps only its projections and its bias or
+mask (ViT: none; Swin: relative position bias and shifted-window mask; DETR: key
+padding mask; TNT: none, with separate qk and v projections).
+"""
 
 import keras
+import numpy as np
 from keras import ops
+
+# Stands in for the logits of masked keys in the explicit path (selected with `where`, never added):
+# softmax gives such a key exactly 0 weight as long as one key of the row is real, whatever the logits.
+_MASKED_LOGIT = float(np.finfo("float32").min)
+
+
+def _fused_path_applies(query, mask, dropout_active, return_scores):
+    """Whether `keras.ops.dot_product_attention` can run this call and give what the explicit path gives."""
+    if return_scores or dropout_active:
+        return False  # the fused kernels return no weights and apply no dropout to them
+    backend = keras.backend.backend()
+    dtype = keras.backend.standardize_dtype(query.dtype)
+    if backend == "jax" and dtype == "float16":
+        import jax  # only to ask the platform; nothing runs through it
+
+        if jax.default_backend() == "cpu":
+            # XLA:CPU has no float16 x float16 -> float32 dot_general, which the backward pass of JAX's fused
+            # attention needs ("F16_F16_F32 not supported by dot_general on CPU"): mixed_float16 training
+            # on JAX CPU would fail. The explicit path computes the same thing with supported dots.
+            return False
+    if mask is not None and backend == "torch":
+        # Keras' torch implementation turns a boolean mask into an added finite -0.7 * max(dtype), which
+        # large float16 logits can outweigh, and ignores the mask when a bias is given; JAX's and
+        # TensorFlow's select with `where`, as the explicit path does.
+        return False
+    return True
+
+
+def scaled_dot_product_attention(
+    query, key, value, scale, bias=None, mask=None, dropout=None, training=None, return_scores=False
+):
+    """softmax(scale * q k^T + bias, masked) v, on (batch, tokens, heads, head_dim) tensors.
+
+    Args:
+        query: (B, Nq, heads, head_dim).
+        key, value: (B, Nk, heads, head_dim).
+        scale: the factor of the logits, usually head_dim ** -0.5.
+        bias: optional additive bias broadcastable to (B, heads, Nq, Nk) (Swin's relative
+            position bias and shifted-window mask).
+        mask: optional boolean tensor of rank 4 broadcastable to (B, heads, Nq, Nk), True where
+            a query may attend to a key (DETR's key padding: (B, 1, 1, Nk)). Masked keys get
+            exactly zero weight, whatever the size of the logits. A query whose keys are all
+            masked gets zero weights and a zero output, never NaN; this is what the reference
+            DETR computes in transformers with torch's SDPA (the original DETR gives NaN there).
+        dropout: optional `keras.layers.Dropout` applied to the attention weights.
+        training: whether dropout is active.
+        return_scores: also return the softmax weights (B, heads, Nq, Nk), before dropout.
+
+    Returns:
+        (B, Nq, heads, head_dim) in the dtype of `query`; with `return_scores`, also the weights.
+
+    The fused path (`keras.ops.dot_product_attention`) runs unless scores are asked for,
+    dropout is active in training, or the backend cannot run this case (see
+    `_fused_path_applies`); the explicit path computes the same to about 1e-6 in float32.
+
+    Example:
+    >>> import numpy as np
+    >>> q = np.random.default_rng(0).normal(size=(2, 5, 3, 4)).astype("float32")
+    >>> out, scores = scaled_dot_product_attention(q, q, q, scale=0.5, return_scores=True)
+    >>> tuple(out.shape), tuple(scores.shape)
+    ((2, 5, 3, 4), (2, 3, 5, 5))
+    >>> bool(np.allclose(keras.ops.convert_to_numpy(scores).sum(-1), 1.0, atol=1e-6))
+    True
+    """
+    query = ops.convert_to_tensor(query)
+    compute_dtype = query.dtype
+    key = ops.cast(key, compute_dtype)
+    value = ops.cast(value, compute_dtype)
+    has_key = None
+    if mask is not None:
+        mask = ops.cast(mask, "bool")
+        if len(mask.shape) != 4:
+            raise ValueError(
+                f"The attention mask must have rank 4, broadcastable to (batch, heads, queries, keys); got shape "
+                f"{tuple(mask.shape)}. Expand a (batch, keys) padding mask to (batch, 1, 1, keys)."
+            )
+        # Rows with no real key attend to every key here and are zeroed below: no NaN on any path.
+        has_key = ops.any(mask, axis=-1, keepdims=True)
+        mask = ops.logical_or(mask, ops.logical_not(has_key))
+    dropout_active = bool(training) and dropout is not None and getattr(dropout, "rate", 0.0) > 0
+    if _fused_path_applies(query, mask, dropout_active, return_scores):
+        if bias is not None:
+            bias = ops.cast(bias, compute_dtype)
+        x = ops.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+        scores = None
+    else:
+        # The softmax dtype rule, for every family and policy: q k^T, the bias, the mask and the
+        # softmax are computed in float32 (float16 logits overflow, and bfloat16 loses the small
+        # differences that a softmax amplifies); the weights are cast back to the compute dtype for
+        # weights @ v. Keras' fused implementations on JAX and TensorFlow also take the softmax in float32.
+        q = ops.transpose(ops.cast(query, "float32"), (0, 2, 1, 3))  # (B, heads, Nq, head_dim)
+        k = ops.transpose(ops.cast(key, "float32"), (0, 2, 3, 1))  # (B, heads, head_dim, Nk)
+        logits = ops.matmul(q, k) * scale
+        if bias is not None:
+            logits = logits + ops.cast(bias, "float32")
+        if mask is not None:
+            logits = ops.where(mask, logits, _MASKED_LOGIT)
+        scores = ops.cast(ops.softmax(logits, axis=-1), compute_dtype)
+        if has_key is not None:
+            scores = scores * ops.cast(has_key, compute_dtype)
+        weights = dropout(scores, training=training) if dropout is not None else scores
+        x = ops.transpose(ops.matmul(weights, ops.transpose(value, (0, 2, 1, 3))), (0, 2, 1, 3))
+    if has_key is not None:
+        x = x * ops.cast(ops.transpose(has_key, (0, 2, 1, 3)), compute_dtype)
+    if return_scores:
+        return x, scores
+    return x
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -9,10 +125,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     """timm-style attention: one `qkv` Dense (D -> 3D), heads, `proj` Dense.
 
     The qkv output is laid out [q of all heads | k | v], each head-major, as in
-    timm and the original ViT. The fast path uses `keras.ops.dot_product_attention`
-    (fused kernels on every backend); `return_attention_scores=True` takes the
-    explicit path and also returns the softmax weights (B, heads, N, N), for
-    attention maps.
+    timm and the original ViT. Heads attend through `scaled_dot_product_attention`
+    (fused where it applies); `return_attention_scores=True` also returns the
+    softmax weights (B, heads, N, N), for attention maps.
 
     Example:
     >>> import numpy as np
@@ -50,18 +165,11 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         num_tokens = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
         qkv = ops.reshape(self.qkv(inputs), (-1, num_tokens, 3, self.num_heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, heads, head_dim)
-        use_dropout = training and self.attention_dropout > 0
-        if return_attention_scores or use_dropout:
-            q = ops.transpose(q, (0, 2, 1, 3))
-            k = ops.transpose(k, (0, 2, 3, 1))
-            v = ops.transpose(v, (0, 2, 1, 3))
-            logits = ops.matmul(q * ops.cast(self.scale, q.dtype), k)
-            scores = ops.softmax(logits, axis=-1)
-            x = ops.matmul(self.attention_drop(scores, training=training), v)
-            x = ops.transpose(x, (0, 2, 1, 3))
-        else:
-            scores = None
-            x = ops.dot_product_attention(q, k, v, scale=self.scale)
+        attended = scaled_dot_product_attention(
+            q, k, v, self.scale, dropout=self.attention_drop, training=training,
+            return_scores=return_attention_scores,
+        )
+        x, scores = attended if return_attention_scores else (attended, None)
         x = ops.reshape(x, (-1, num_tokens, self.hidden_dim))
         x = self.proj_drop(self.proj(x), training=training)
         if return_attention_scores:

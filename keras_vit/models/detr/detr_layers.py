@@ -13,8 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-# Added to the logits of masked keys: exp() of it is exactly 0 in float32.
-_MASKED_LOGIT = -1e9
+from keras_vit.layers.attention import scaled_dot_product_attention
 
 
 def _static_dim(tensor, axis):
@@ -148,8 +147,10 @@ class DETRAttention(keras.layers.Layer):
 
     `layer(query, key, value, key_mask)`: query (B, T, D), key and value (B, S, D),
     key_mask (B, S) float, 1 for real keys and 0 for padding (None: all real).
-    DETR adds position embeddings to query and key before calling it. Logits
-    and softmax are computed in float32. Projections are `q_proj`, `k_proj`,
+    DETR adds position embeddings to query and key before calling it. Heads
+    attend through `keras_vit.layers.attention.scaled_dot_product_attention`
+    (softmax in float32; a query whose keys are all padding gets a zero
+    attention output, so `out_proj` gives its bias). Projections are `q_proj`, `k_proj`,
     `v_proj`, `out_proj` (torch's `nn.MultiheadAttention` stacks the first three
     as `in_proj_weight`).
 
@@ -190,22 +191,21 @@ class DETRAttention(keras.layers.Layer):
         self.built = True
 
     def _split_heads(self, x):
-        # (B, N, D) -> (B, heads, N, head_dim)
-        x = ops.reshape(x, (ops.shape(x)[0], -1, self.num_heads, self.head_dim))
-        return ops.transpose(x, (0, 2, 1, 3))
+        # (B, N, D) -> (B, N, heads, head_dim)
+        return ops.reshape(x, (ops.shape(x)[0], -1, self.num_heads, self.head_dim))
 
     def call(self, query, key, value, key_mask=None, training=None):
         q = self._split_heads(self.q_proj(query))
         k = self._split_heads(self.k_proj(key))
         v = self._split_heads(self.v_proj(value))
-        logits = ops.matmul(ops.cast(q, "float32"), ops.transpose(ops.cast(k, "float32"), (0, 1, 3, 2))) * self.scale
+        mask = None
         if key_mask is not None:
-            # (B, S) -> (B, 1, 1, S); 0 for real keys, -1e9 for padding.
-            bias = (1.0 - ops.cast(key_mask, "float32")) * _MASKED_LOGIT
-            logits = logits + ops.expand_dims(ops.expand_dims(bias, 1), 1)
-        weights = ops.cast(ops.softmax(logits, axis=-1), v.dtype)
-        weights = self.attention_drop(weights, training=training)
-        x = ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3))
+            # (B, S) -> (B, 1, 1, S), True for real keys: padded keys get exactly zero weight, as the
+            # reference's boolean key_padding_mask gives them, however large the logits.
+            mask = ops.expand_dims(ops.expand_dims(ops.greater(key_mask, 0.5), 1), 1)
+        x = scaled_dot_product_attention(
+            q, k, v, self.scale, mask=mask, dropout=self.attention_drop, training=training
+        )
         x = ops.reshape(x, (ops.shape(x)[0], -1, self.hidden_dim))
         return self.out_proj(x)
 

@@ -14,10 +14,13 @@ multiple of the window are shifted, then padded at the bottom/right, then
 cropped back.
 """
 
+import warnings
+
 import keras
 import numpy as np
 from keras import ops
 
+from keras_vit.layers.attention import scaled_dot_product_attention
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
@@ -174,38 +177,59 @@ class WindowAttention(keras.layers.Layer):
     `attention_mask` (num_windows, N, N) (see `shifted_window_mask`). The bias table
     `relative_position_bias_table` has ((2wh - 1)(2ww - 1), heads) entries and is
     gathered with the constant `relative_position_index`. One fused `qkv` Dense
-    laid out [q | k | v], each head-major, as in timm.
+    laid out [q | k | v], each head-major, as in timm. Heads attend through
+    `keras_vit.layers.attention.scaled_dot_product_attention`, with the bias and
+    the mask added to the logits. `dim=` is the old name of `hidden_dim`.
 
     Example:
     >>> import numpy as np
-    >>> attn = WindowAttention(dim=32, num_heads=2, window_size=4)
+    >>> attn = WindowAttention(hidden_dim=32, num_heads=2, window_size=4)
     >>> tuple(attn(np.zeros((8, 16, 32), "float32")).shape)
     (8, 16, 32)
     """
 
-    def __init__(self, dim, num_heads, window_size, qkv_bias=True, attention_dropout=0.0, dropout=0.0, **kwargs):
+    def __init__(
+        self, hidden_dim=None, num_heads=None, window_size=None, qkv_bias=True, attention_dropout=0.0, dropout=0.0,
+        dim=None, **kwargs,
+    ):
+        if dim is not None:
+            if hidden_dim is not None:
+                raise ValueError("WindowAttention: pass the width as hidden_dim only (dim is its old name), not both.")
+            warnings.warn(
+                "WindowAttention(dim=...) is deprecated: use hidden_dim=..., the width's name in every family.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            hidden_dim = dim
+        if hidden_dim is None or num_heads is None or window_size is None:
+            raise ValueError("WindowAttention needs hidden_dim, num_heads and window_size.")
         super().__init__(**kwargs)
-        if dim % num_heads != 0:
+        if hidden_dim % num_heads != 0:
             raise ValueError(
-                f"WindowAttention: dim {dim} is not divisible by num_heads {num_heads}; "
+                f"WindowAttention: hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}; "
                 "choose a number of heads that divides the width."
             )
-        self.dim = int(dim)
+        self.hidden_dim = int(hidden_dim)
         self.num_heads = int(num_heads)
         self.window_size = _pair(window_size)
         self.qkv_bias = bool(qkv_bias)
         self.attention_dropout = float(attention_dropout)
         self.dropout = float(dropout)
-        self.head_dim = self.dim // self.num_heads
+        self.head_dim = self.hidden_dim // self.num_heads
         self.scale = self.head_dim ** -0.5
         self.window_area = self.window_size[0] * self.window_size[1]
         self.num_relative_positions = (2 * self.window_size[0] - 1) * (2 * self.window_size[1] - 1)
         self.relative_position_index = relative_position_index(self.window_size).reshape(-1)
         policy = self.dtype_policy
-        self.qkv = keras.layers.Dense(3 * self.dim, use_bias=qkv_bias, dtype=policy, name="qkv")
-        self.proj = keras.layers.Dense(self.dim, dtype=policy, name="proj")
+        self.qkv = keras.layers.Dense(3 * self.hidden_dim, use_bias=qkv_bias, dtype=policy, name="qkv")
+        self.proj = keras.layers.Dense(self.hidden_dim, dtype=policy, name="proj")
         self.attention_drop = keras.layers.Dropout(attention_dropout, dtype=policy)
         self.proj_drop = keras.layers.Dropout(dropout, dtype=policy)
+
+    @property
+    def dim(self):
+        """The old name of `hidden_dim`."""
+        return self.hidden_dim
 
     def build(self, input_shape):
         self.relative_position_bias_table = self.add_weight(
@@ -214,7 +238,7 @@ class WindowAttention(keras.layers.Layer):
             name="relative_position_bias_table",
         )
         self.qkv.build(input_shape)
-        self.proj.build(tuple(input_shape[:-1]) + (self.dim,))
+        self.proj.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
         self.built = True
 
     def relative_position_bias(self):
@@ -225,38 +249,33 @@ class WindowAttention(keras.layers.Layer):
         return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
 
     def call(self, inputs, attention_mask=None, training=None):
-        n, heads, dim = self.window_area, self.num_heads, self.dim
-        qkv = self.qkv(inputs)
-
-        def split_heads(t):  # (B', N, C) -> (B', heads, N, head_dim), a 4-D transpose
-            return ops.transpose(ops.reshape(t, (-1, n, heads, self.head_dim)), (0, 2, 1, 3))
-
-        q = split_heads(qkv[..., :dim])
-        k = split_heads(qkv[..., dim : 2 * dim])
-        v = split_heads(qkv[..., 2 * dim :])
-        logits = ops.matmul(q * ops.cast(self.scale, q.dtype), ops.transpose(k, (0, 1, 3, 2)))
-        logits = logits + ops.expand_dims(self.relative_position_bias(), 0)
+        n, heads = self.window_area, self.num_heads
+        qkv = ops.reshape(self.qkv(inputs), (-1, n, 3, heads, self.head_dim))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B * num_windows, N, heads, head_dim)
+        bias = ops.expand_dims(self.relative_position_bias(), 0)  # (1, heads, N, N)
         if attention_mask is not None:
-            mask = ops.cast(ops.convert_to_tensor(attention_mask), logits.dtype)
+            # Windows are batch-major, so window w of image b is row b * num_windows + w: the
+            # (num_windows, heads, N, N) bias repeats once per image.
+            mask = ops.cast(ops.convert_to_tensor(attention_mask), bias.dtype)
             num_windows = mask.shape[0]
-            logits = ops.reshape(logits, (-1, num_windows, heads, n, n))
-            logits = logits + ops.expand_dims(ops.expand_dims(mask, 1), 0)
-            logits = ops.reshape(logits, (-1, heads, n, n))
-        # Softmax in float32 keeps mixed precision stable; a no-op in float32.
-        scores = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), v.dtype)
-        scores = self.attention_drop(scores, training=training)
-        x = ops.transpose(ops.matmul(scores, v), (0, 2, 1, 3))
-        x = ops.reshape(x, (-1, n, dim))
+            bias = bias + ops.expand_dims(mask, 1)
+            num_images = ops.shape(inputs)[0] // num_windows
+            bias = ops.broadcast_to(ops.expand_dims(bias, 0), (num_images, num_windows, heads, n, n))
+            bias = ops.reshape(bias, (-1, heads, n, n))
+        x = scaled_dot_product_attention(
+            q, k, v, self.scale, bias=bias, dropout=self.attention_drop, training=training
+        )
+        x = ops.reshape(x, (-1, n, self.hidden_dim))
         return self.proj_drop(self.proj(x), training=training)
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.dim,)
+        return tuple(input_shape[:-1]) + (self.hidden_dim,)
 
     def get_config(self):
         config = super().get_config()
         config.update(
             {
-                "dim": self.dim,
+                "hidden_dim": self.hidden_dim,
                 "num_heads": self.num_heads,
                 "window_size": list(self.window_size),
                 "qkv_bias": self.qkv_bias,
@@ -265,6 +284,14 @@ class WindowAttention(keras.layers.Layer):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Files saved before the rename say `dim`: they load without a warning to the user.
+        config = dict(config)
+        if "dim" in config and "hidden_dim" not in config:
+            config["hidden_dim"] = config.pop("dim")
+        return super().from_config(config)
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -331,8 +358,8 @@ class SwinBlock(keras.layers.Layer):
         policy = self.dtype_policy
         self.norm1 = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=policy, name="norm1")
         self.attn = WindowAttention(
-            self.hidden_dim, num_heads, self.window_size, qkv_bias=qkv_bias, attention_dropout=attention_dropout,
-            dropout=dropout, dtype=policy, name="attn",
+            hidden_dim=self.hidden_dim, num_heads=num_heads, window_size=self.window_size, qkv_bias=qkv_bias,
+            attention_dropout=attention_dropout, dropout=dropout, dtype=policy, name="attn",
         )
         self.norm2 = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=policy, name="norm2")
         self.mlp = MLP(int(self.hidden_dim * mlp_ratio), self.hidden_dim, dropout=dropout, dtype=policy, name="mlp")

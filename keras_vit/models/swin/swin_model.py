@@ -211,7 +211,8 @@ def SwinTransformer(
             x = keras.layers.GlobalAveragePooling2D(dtype=dtype, name="avg_pool")(x)
         if include_top:
             x = keras.layers.Dropout(head_dropout, dtype=dtype, name="head_dropout")(x)
-            x = keras.layers.Dense(num_classes, dtype=dtype, name="head")(x)
+            # Logits in float32 under every policy (Keras' mixed-precision guide: the last layer in float32).
+            x = keras.layers.Dense(num_classes, dtype="float32", name="head")(x)
             if classifier_activation is not None:
                 x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
         model = keras.Model(inputs, x, name=name)

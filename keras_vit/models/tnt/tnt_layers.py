@@ -14,6 +14,7 @@ patches of P pixels, patches are (B, 1 + N, D). The layers follow timm's
 import keras
 from keras import ops
 
+from keras_vit.layers.attention import scaled_dot_product_attention
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
@@ -232,7 +233,8 @@ class TNTAttention(keras.layers.Layer):
 
     `qk` (D -> 2D, laid out [q of all heads | k of all heads]) and `v` (D -> D)
     have no bias by default, `proj` has one; the scale 1/sqrt(head_dim)
-    multiplies q @ k^T after the product, as the reference does. The input is
+    multiplies q @ k^T after the product, as the reference does (heads attend
+    through `keras_vit.layers.attention.scaled_dot_product_attention`). The input is
     (..., T, D): every leading axis is a batch axis, so the inner transformer
     attends over the P pixels of each patch of (B, N, P, C) and the outer one
     over the tokens of (B, T, D). `return_attention_scores=True` also returns
@@ -274,8 +276,8 @@ class TNTAttention(keras.layers.Layer):
         self.built = True
 
     def _heads(self, x, num_tokens):
-        # (B', T, D) -> (B', heads, T, head_dim)
-        return ops.transpose(ops.reshape(x, (-1, num_tokens, self.num_heads, self.head_dim)), (0, 2, 1, 3))
+        # (B', T, D) -> (B', T, heads, head_dim)
+        return ops.reshape(x, (-1, num_tokens, self.num_heads, self.head_dim))
 
     def call(self, inputs, training=None, return_attention_scores=False):
         leading = inputs.shape[:-2]
@@ -288,10 +290,12 @@ class TNTAttention(keras.layers.Layer):
         q = self._heads(qk[..., : self.hidden_dim], num_tokens)
         k = self._heads(qk[..., self.hidden_dim :], num_tokens)
         v = self._heads(self.v(x), num_tokens)
-        logits = ops.matmul(q, ops.transpose(k, (0, 1, 3, 2))) * ops.cast(self.scale, q.dtype)
-        scores = ops.softmax(logits, axis=-1)
-        x = ops.matmul(self.attention_drop(scores, training=training), v)
-        x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, num_tokens, self.hidden_dim))
+        attended = scaled_dot_product_attention(
+            q, k, v, self.scale, dropout=self.attention_drop, training=training,
+            return_scores=return_attention_scores,
+        )
+        x, scores = attended if return_attention_scores else (attended, None)
+        x = ops.reshape(x, (-1, num_tokens, self.hidden_dim))
         x = self.proj_drop(self.proj(x), training=training)
         x = ops.reshape(x, (-1,) + tuple(leading[1:]) + (num_tokens, self.hidden_dim))
         if return_attention_scores:

@@ -149,7 +149,8 @@ def TNT(
     elif pooling == "token":
         x = x[:, 0]
     if include_top:
-        x = keras.layers.Dense(num_classes, dtype=dtype, name="head")(x)
+        # Logits in float32 under every policy (Keras' mixed-precision guide: the last layer in float32).
+        x = keras.layers.Dense(num_classes, dtype="float32", name="head")(x)
         if classifier_activation is not None:
             x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
     model = keras.Model(inputs, x, name=name)

@@ -158,10 +158,11 @@ def VisionTransformer(
             dist_features = x[:, 1]
         x = x[:, 0]
     if include_top:
-        head = keras.layers.Dense(num_classes, dtype=dtype, name="head")
+        # Logits in float32 under every policy (Keras' mixed-precision guide: the last layer in float32).
+        head = keras.layers.Dense(num_classes, dtype="float32", name="head")
         if distilled:
-            head_dist = keras.layers.Dense(num_classes, dtype=dtype, name="head_dist")
-            x = keras.layers.Average(dtype=dtype, name="average_heads")([head(x), head_dist(dist_features)])
+            head_dist = keras.layers.Dense(num_classes, dtype="float32", name="head_dist")
+            x = keras.layers.Average(dtype="float32", name="average_heads")([head(x), head_dist(dist_features)])
         else:
             x = head(x)
         if classifier_activation is not None:
