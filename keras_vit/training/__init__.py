@@ -1,7 +1,7 @@
 """Training: DeiT distillation and recipe; DETR's matcher, set loss, optimizer and COCO metrics."""
 
 # DeiT (keras_vit/training/distillation.py, keras_vit/training/recipe.py).
-from keras_vit.training.distillation import DistillationModel, distillation_loss
+from keras_vit.training.distillation import DistillationLoss, DistillationModel, distillation_loss
 from keras_vit.training.recipe import (
     DEIT_RECIPE,
     AugmentedBatches,
