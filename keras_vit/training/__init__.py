@@ -1,7 +1,7 @@
 """Training: DeiT distillation and recipe; DETR's matcher, set loss, optimizer and COCO metrics."""
 
 # DeiT (keras_vit/training/distillation.py, keras_vit/training/recipe.py).
-from keras_vit.training.distillation import DistillationModel, distillation_loss
+from keras_vit.training.distillation import DistillationLoss, DistillationModel, distillation_loss
 from keras_vit.training.recipe import (
     DEIT_RECIPE,
     AugmentedBatches,
@@ -18,3 +18,4 @@ from keras_vit.training.detr_loss import DETRLoss, HungarianMatcher, pad_detecti
 from keras_vit.training.detr_optimizer import BackboneAdamW, detr_optimizer
 from keras_vit.training.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections
 from keras_vit.training.coco_callback import COCOMetricsCallback, coco_map, evaluate_coco
+from keras_vit.training.hungarian import linear_sum_assignment

@@ -49,8 +49,27 @@ def _output_classes(model, input_shape, role):
     return shape[-1]
 
 
+def _per_sample_distillation(distillation_logits, teacher_logits, distillation, temperature):
+    """The distillation term of each sample, (batch,), in float32; its batch mean is DeiT's term."""
+    distillation_logits = ops.cast(distillation_logits, "float32")
+    teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
+    if distillation == "hard":
+        teacher_labels = ops.argmax(teacher_logits, axis=-1)
+        return keras.losses.sparse_categorical_crossentropy(teacher_labels, distillation_logits, from_logits=True)
+    if distillation == "soft":
+        log_student = ops.log_softmax(distillation_logits / temperature, axis=-1)
+        log_teacher = ops.log_softmax(teacher_logits / temperature, axis=-1)
+        # DeiT sums over batch and classes and divides by batch * classes: per sample, a mean over classes.
+        return ops.mean(ops.exp(log_teacher) * (log_teacher - log_student), axis=-1) * (temperature * temperature)
+    raise ValueError(f"distillation must be 'hard' or 'soft' here, got {distillation!r}.")
+
+
 def distillation_loss(distillation_logits, teacher_logits, distillation="hard", temperature=1.0):
-    """The DeiT distillation term on one batch of logits (a scalar tensor).
+    """The DeiT distillation term on one batch of logits (a float32 scalar tensor).
+
+    This is the plain batch mean, for use outside `fit()`. `DistillationModel`
+    uses `DistillationLoss`, which Keras also scales per replica under
+    `tf.distribute`.
 
     Example:
     >>> import numpy as np
@@ -59,19 +78,79 @@ def distillation_loss(distillation_logits, teacher_logits, distillation="hard", 
     >>> round(float(distillation_loss(student, teacher, "hard")), 4)  # -log softmax(student)[1]
     2.1698
     """
-    distillation_logits = ops.cast(distillation_logits, "float32")
-    teacher_logits = ops.stop_gradient(ops.cast(teacher_logits, "float32"))
-    if distillation == "hard":
-        teacher_labels = ops.argmax(teacher_logits, axis=-1)
-        return ops.mean(
-            keras.losses.sparse_categorical_crossentropy(teacher_labels, distillation_logits, from_logits=True)
+    return ops.mean(_per_sample_distillation(distillation_logits, teacher_logits, distillation, temperature))
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class DistillationLoss(keras.losses.Loss):
+    """DeiT's distillation term as a Keras loss: `loss(teacher_logits, distillation_logits)`.
+
+    A standard Keras loss (reduction "sum_over_batch_size", float32), so under
+    `tf.distribute` Keras divides it by the number of replicas like its own
+    losses, and the summed gradients of all replicas equal one device's.
+
+    Args:
+        distillation: "hard" (cross-entropy against the teacher's argmax) or
+            "soft" (KL divergence at `temperature`, times temperature^2, divided
+            by the number of classes).
+        temperature: tau of soft distillation, > 0.
+
+    Example:
+    >>> import numpy as np
+    >>> loss = DistillationLoss("hard")
+    >>> teacher = np.array([[0.0, 3.0, 0.0]], "float32")
+    >>> student = np.array([[2.0, 0.0, -1.0]], "float32")
+    >>> round(float(loss(teacher, student)), 4)
+    2.1698
+    """
+
+    def __init__(self, distillation="hard", temperature=1.0, name="distillation_loss",
+                 reduction="sum_over_batch_size", dtype="float32"):
+        if distillation not in ("hard", "soft"):
+            raise ValueError(f"distillation must be 'hard' or 'soft', got {distillation!r}.")
+        # float32 whatever the dtype policy: losses stay in float32 under mixed precision.
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.distillation = distillation
+        self.temperature = float(temperature)
+
+    def call(self, teacher_logits, distillation_logits):
+        return _per_sample_distillation(distillation_logits, teacher_logits, self.distillation, self.temperature)
+
+    def get_config(self):
+        return {**super().get_config(), "distillation": self.distillation, "temperature": self.temperature}
+
+
+def _unscaled_for_logging(loss):
+    """A loss as one device would log it: Keras divides its losses by the replica count under `tf.distribute`.
+
+    The same factor as Keras' own logging (keras/src/losses/loss.py,
+    `unscale_loss_for_distribution`), read through TensorFlow's public API. Only
+    `tf.distribute` scales losses; JAX and PyTorch see the global batch.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:
+            return loss * ops.cast(replicas, loss.dtype)
+    return loss
+
+
+def _check_teacher_input(teacher, student):
+    """The teacher must accept the student's images: one clear error now, not one inside its layers in fit()."""
+    student_shape = getattr(student, "input_shape", None)
+    teacher_shape = getattr(teacher, "input_shape", None)
+    if not isinstance(student_shape, tuple) or not isinstance(teacher_shape, tuple):
+        return  # several inputs, or a subclassed model: _output_classes calls it on the student's shape
+    if len(student_shape) != len(teacher_shape) or any(
+        s is not None and t is not None and s != t for s, t in zip(student_shape[1:], teacher_shape[1:])
+    ):
+        raise ValueError(
+            f"The teacher {teacher.name!r} takes inputs of shape {teacher_shape} but the student "
+            f"{student.name!r} takes {student_shape}; the teacher runs on the student's images. Build the "
+            "teacher for the student's input size, or put a resize in front of it (e.g. a keras.Sequential of "
+            "keras.Input(student input shape), keras.layers.Resizing(height, width) and the teacher)."
         )
-    if distillation == "soft":
-        log_student = ops.log_softmax(distillation_logits / temperature, axis=-1)
-        log_teacher = ops.log_softmax(teacher_logits / temperature, axis=-1)
-        # sum over batch and classes / (batch * classes) is a mean over every logit.
-        return ops.mean(ops.exp(log_teacher) * (log_teacher - log_student)) * (temperature * temperature)
-    raise ValueError(f"distillation must be 'hard' or 'soft' here, got {distillation!r}.")
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -142,6 +221,7 @@ class DistillationModel(keras.Model):
             else _output_classes(student, input_shape, "student")
         )
         if teacher is not None:
+            _check_teacher_input(teacher, student)
             teacher_classes = _output_classes(teacher, input_shape, "teacher")
             if teacher_classes != student_classes:
                 raise ValueError(
@@ -150,7 +230,10 @@ class DistillationModel(keras.Model):
                 )
             teacher.trainable = False
         self.teacher = teacher
-        self._default_student_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        self._default_student_loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float32")
+        self._distillation_criterion = (
+            None if distillation == "none" else DistillationLoss(distillation, self.temperature)
+        )
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
 
@@ -164,24 +247,27 @@ class DistillationModel(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         class_logits, distillation_logits = y_pred
-        # The loss given to compile(), else sparse categorical cross-entropy on logits.
+        # The loss given to compile(), else sparse categorical cross-entropy on logits. Both terms are
+        # Keras losses in float32: under tf.distribute each is divided by the replica count, so the
+        # replicas' summed gradients equal one device's.
         student_criterion = self._compile_loss if self._compile_loss is not None else self._default_student_loss
-        student_loss = student_criterion(y, class_logits, sample_weight)
+        student_loss = ops.cast(student_criterion(y, class_logits, sample_weight), "float32")
         if self.distillation == "none":
-            distill = ops.zeros((), dtype=student_loss.dtype)
+            distill = ops.zeros((), dtype="float32")
             total = student_loss
         else:
             # The teacher runs here, on the same (augmented) images, frozen and in inference mode.
             teacher_output = self.teacher(x, training=False)
             if not self.teacher_from_logits:  # log-probabilities are logits up to a constant
                 teacher_output = ops.log(ops.maximum(ops.cast(teacher_output, "float32"), 1e-12))
-            distill = distillation_loss(distillation_logits, teacher_output, self.distillation, self.temperature)
-            distill = ops.cast(distill, student_loss.dtype)
+            distill = self._distillation_criterion(teacher_output, distillation_logits)
             total = (1.0 - self.alpha) * student_loss + self.alpha * distill
         for extra in self.losses:  # regularizers of the student, not weighted by alpha
-            total = total + self._aggregate_additional_loss(extra)
-        self.student_loss_tracker.update_state(student_loss)
-        self.distillation_loss_tracker.update_state(distill)
+            total = total + ops.cast(self._aggregate_additional_loss(extra), "float32")
+        # Logged like Keras logs `loss`: unscaled, weighted by the number of images in the batch.
+        batch_size = ops.shape(class_logits)[0]
+        self.student_loss_tracker.update_state(_unscaled_for_logging(student_loss), sample_weight=batch_size)
+        self.distillation_loss_tracker.update_state(_unscaled_for_logging(distill), sample_weight=batch_size)
         return total
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
