@@ -18,6 +18,7 @@ import time
 import keras
 import numpy as np
 
+from keras_vit.atomic_files import atomic_open
 from keras_vit.data import SHAPES_CLASS_NAMES, detection_dataset_from_arrays, make_shapes_dataset
 from keras_vit.data import prepare_detection_dataset
 from keras_vit.models.detr.detr_model import DETR
@@ -91,7 +92,7 @@ def main():
     print(f"held-out COCO mAP@[.5:.95] {metrics['mAP']:.3f}  mAP@0.5 {metrics['mAP50']:.3f}  "
           f"mAP@0.75 {metrics['mAP75']:.3f}  (training {train_time / 60:.1f} min)")  # fmt: skip
     if args.output:
-        with open(args.output, "w") as f:
+        with atomic_open(args.output, "w") as f:
             json.dump({"backend": keras.backend.backend(), "train_minutes": train_time / 60,
                        "args": vars(args), "metrics": metrics,
                        "history": callbacks[0].history}, f, indent=1)  # fmt: skip

@@ -16,7 +16,14 @@ detectors train with DETR's set loss on the bundled synthetic shapes (`keras_vit
 import os
 import time
 
-from keras_vit.cli.common import CommandError, add_verbose_flag, model_name_type, positive_int, progress
+from keras_vit.atomic_files import save_model
+from keras_vit.cli.common import (
+    CommandError,
+    add_verbose_flag,
+    model_name_type,
+    positive_int,
+    progress,
+)
 
 # The small configurable models. Each family reads the same five flags; the values here are the
 # defaults. `custom` learns the 8x8 digits (upscaled to 32x32, 4x4 patches: 64 tokens of width 64)
@@ -360,8 +367,8 @@ def train_classifier(args, family, config, start):
     model.fit(data.train, validation_data=data.validation, epochs=args.epochs, shuffle=False, verbose=verbose)
     results = model.evaluate(data.test, return_dict=True, verbose=verbose)
 
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    model.save(output)
+    # Written to a temporary file and renamed: a kill mid-save keeps the previous model.
+    save_model(model, output)
     print(f"Test accuracy: {results['accuracy']:.4f} ({data.num_examples['test']} test images, split {data.splits['test']!r})")
     print(f"Model saved to: {os.path.abspath(output)}")
     if not args.no_export:

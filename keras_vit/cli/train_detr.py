@@ -12,8 +12,14 @@ COCO mAP@0.5 (`keras_vit.training.evaluate_coco`, pycocotools).
 import os
 import time
 
+from keras_vit.atomic_files import save_model
 from keras_vit.cli.common import CommandError, progress
-from keras_vit.cli.train import DETECTION_IMAGE_SIZE, _set_threads, keras_verbosity, output_path
+from keras_vit.cli.train import (
+    DETECTION_IMAGE_SIZE,
+    _set_threads,
+    keras_verbosity,
+    output_path,
+)
 
 DEFAULT_TRAIN_IMAGES = 4096
 DEFAULT_HELD_OUT_IMAGES = 256
@@ -134,8 +140,8 @@ def train_detr(args, family, config, start):
 
     progress(f"Scoring the {held_out_images} held-out images (COCO mAP, pycocotools)")
     metrics = evaluate_coco(model, held_out_data)
-    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    model.save(output)
+    # Written to a temporary file and renamed: a kill mid-save keeps the previous model.
+    save_model(model, output)
     print(f"Held-out mAP@0.5: {metrics['mAP50']:.4f} (mAP@[.5:.95] {metrics['mAP']:.4f}, mAP@0.75 "
           f"{metrics['mAP75']:.4f}; {held_out_images} images)")
     print(f"Model saved to: {os.path.abspath(output)}")

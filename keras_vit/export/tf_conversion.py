@@ -12,7 +12,7 @@ import shutil
 import tempfile
 import warnings
 
-
+from keras_vit.atomic_files import atomic_open
 from keras_vit.export import signature
 from keras_vit.export.report import ExportError, UnsupportedOpError
 
@@ -147,7 +147,7 @@ def write_tflite(model, path, quantization=None, representative=None, input_shap
             content = _convert(_converter(saved, quantization, None, None))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    with open(path, "wb") as f:
+    with atomic_open(path, "wb") as f:
         f.write(content)
     return notes
 

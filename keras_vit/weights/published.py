@@ -86,16 +86,19 @@ def fetch_published(name):
     path = os.path.join(directory, entry["filename"])
     if os.path.isfile(path):
         return path
-    os.makedirs(directory, exist_ok=True)
     import keras
 
+    from keras_vit.atomic_files import atomic_path
+
     try:
-        return keras.utils.get_file(fname=entry["filename"], origin=entry["url"], cache_dir=directory, cache_subdir=".")
+        # Downloaded under a temporary name and renamed when complete: a killed download never
+        # leaves a partial file where the cache looks.
+        with atomic_path(path) as temporary:
+            os.remove(temporary)  # get_file takes an existing file for a finished download
+            keras.utils.get_file(fname=os.path.basename(temporary), origin=entry["url"], cache_dir=directory,
+                                 cache_subdir=".")
+        return path
     except Exception as error:  # urllib raises URLError, HTTPError, TimeoutError...
-        partial = path + ".part"
-        for leftover in (path, partial):
-            if os.path.exists(leftover) and not os.path.getsize(leftover):
-                os.remove(leftover)
         raise ConnectionError(
             f"Could not download the weights {name!r} ({error}). With no network, download\n"
             f"  {entry['url']}\n"
