@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 from keras_vit.weights import formats
 from keras_vit.weights.published import PUBLISHED_WEIGHTS, fetch_published, published_names
 
@@ -42,11 +44,35 @@ def _load_keras_weights(model, path):
         ) from error
 
 
-def load_weights(model, weights, converter, family, allow_head_reset=False):
+def check_finite(tensors, path):
+    """Refuses a checkpoint with NaN or infinite values, naming the tensors (before anything is assigned).
+
+    Example:
+    >>> import numpy as np
+    >>> check_finite({"a": np.zeros(2), "b": np.array([1.0, np.nan])}, "model.safetensors")
+    Traceback (most recent call last):
+    ...
+    keras_vit.weights.formats.CheckpointFormatError: The checkpoint 'model.safetensors' has non-finite values (NaN or inf) in 1 tensor: b. It would make every output NaN; re-export it from a healthy run (load_weights(..., allow_non_finite=True) loads it anyway, for debugging).
+    """
+    bad = sorted(
+        name for name, array in tensors.items()
+        if np.issubdtype(np.asarray(array).dtype, np.floating) and not np.isfinite(array).all()
+    )
+    if bad:
+        shown = ", ".join(bad[:10]) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        raise formats.CheckpointFormatError(
+            f"The checkpoint {path!r} has non-finite values (NaN or inf) in {len(bad)} tensor"
+            f"{'s' if len(bad) > 1 else ''}: {shown}. It would make every output NaN; re-export it from a "
+            "healthy run (load_weights(..., allow_non_finite=True) loads it anyway, for debugging)."
+        )
+
+
+def load_weights(model, weights, converter, family, allow_head_reset=False, allow_non_finite=False):
     """Fills `model` from `weights` (a path or published name), strictly.
 
     `converter(model, tensors, allow_head_reset)` maps a state dict onto the model
     (see `keras_vit.weights.assignment`). Keras weight files load through Keras.
+    A checkpoint with NaN or infinite values is refused unless `allow_non_finite`.
     On any error the model is left as it was.
 
     Example:
@@ -64,4 +90,6 @@ def load_weights(model, weights, converter, family, allow_head_reset=False):
     if tensors is None:
         _load_keras_weights(model, path)
         return
+    if not allow_non_finite:
+        check_finite(tensors, path)
     converter(model, tensors, allow_head_reset=allow_head_reset)

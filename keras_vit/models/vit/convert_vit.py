@@ -146,7 +146,10 @@ def detect_vit_source(tensors):
     """'timm', 'transformers' or 'google', from the checkpoint's keys."""
     if "Transformer/encoder_norm/scale" in tensors:
         return "google"
-    if "patch_embed.proj.weight" in tensors and "blocks.0.attn.qkv.weight" in tensors:
+    # timm's names: any two of its characteristic keys (a checkpoint missing one key is still timm's,
+    # and the strict assignment then names the key it lacks).
+    timm_keys = ("patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "blocks.0.norm1.weight", "cls_token")
+    if sum(k in tensors for k in timm_keys) >= 2:
         return "timm"
     if any(k.endswith("embeddings.patch_embeddings.projection.weight") for k in tensors):
         return "transformers"
