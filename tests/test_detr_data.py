@@ -14,8 +14,8 @@ from keras_vit.data import (
     load_coco_folder,
     make_shapes_dataset,
     prepare_detection_dataset,
+    validate_detection_targets,
 )
-from keras_vit.training import validate_detection_targets
 
 
 def test_shapes_dataset_is_deterministic_and_valid():

@@ -5,12 +5,9 @@ import numpy as np
 import pytest
 from conftest import BACKEND, load_fixture, to_numpy
 
-from keras_vit.training.detr_loss import (
-    DETRLoss,
-    HungarianMatcher,
-    pad_detection_targets,
-    validate_detection_targets,
-)
+from keras_vit.data.detection import pad_detection_targets, validate_detection_targets
+from keras_vit.training.detr_loss import DETRLoss
+from keras_vit.training.detr_matcher import HungarianMatcher
 
 NUM_CLASSES = 5
 
@@ -224,3 +221,18 @@ def test_xla_on_tensorflow_is_refused_with_a_clear_error():
 
     with pytest.raises(ValueError, match="jit_compile=False"):
         compiled(tf.constant(data["logits"]), tf.constant(data["pred_boxes"]))
+
+
+def test_box_ops_agree_across_numpy_keras_and_tensorflow():
+    import tensorflow as tf
+
+    from keras_vit.models.detr.box_ops import box_area, box_cxcywh_to_xyxy, box_iou, box_xyxy_to_cxcywh
+
+    boxes = np.random.default_rng(0).uniform(0.1, 0.5, (2, 3, 4)).astype("float32")
+    corners = box_cxcywh_to_xyxy(boxes)
+    assert isinstance(corners, np.ndarray)  # host code stays NumPy
+    np.testing.assert_allclose(to_numpy(box_cxcywh_to_xyxy(keras.ops.convert_to_tensor(boxes))), corners)
+    np.testing.assert_allclose(box_cxcywh_to_xyxy(tf.constant(boxes)).numpy(), corners)  # tf.data, any backend
+    np.testing.assert_allclose(box_xyxy_to_cxcywh(corners), boxes, atol=1e-6)
+    np.testing.assert_allclose(box_area(corners), boxes[..., 2] * boxes[..., 3], rtol=1e-5)
+    np.testing.assert_allclose(np.diagonal(to_numpy(box_iou(corners, corners)), axis1=-2, axis2=-1), 1.0, rtol=1e-6)

@@ -16,9 +16,9 @@ from keras_vit.models.detr.convert_detr import convert_detr
 
 # The detr_tiny fixture: transformers DETR with a small HF ResNet (bottleneck, widths 16-32-64-128).
 TINY = dict(num_classes=5, num_queries=8, hidden_dim=32, num_encoder_layers=2, num_decoder_layers=2,
-            num_heads=4, ffn_dim=64, dropout=0.0)
+            num_heads=4, mlp_dim=64, dropout=0.0)
 SMALL = dict(num_classes=3, num_queries=5, hidden_dim=32, num_encoder_layers=1, num_decoder_layers=2,
-             num_heads=4, ffn_dim=64, dropout=0.0)
+             num_heads=4, mlp_dim=64, dropout=0.0)
 
 
 def tiny_resnet():
@@ -272,3 +272,37 @@ def test_bad_inputs_raise_clear_errors():
         keras_vit.DETR("resnet18", num_classes=3)
     with pytest.raises(ValueError, match="dilation"):
         keras_vit.DETR(patchify_cnn(), dilation=True, **SMALL)
+
+
+def test_ffn_dim_is_now_mlp_dim_and_old_configs_load_silently():
+    import warnings
+
+    from keras_vit.models.detr import DETREncoderLayer
+
+    with pytest.warns(DeprecationWarning, match="`ffn_dim` is now called `mlp_dim`"):
+        old_name = {key: value for key, value in SMALL.items() if key != "mlp_dim"}
+        model = keras_vit.DETR(patchify_cnn(), **old_name, ffn_dim=48)
+    assert model.mlp_dim == 48 and model.get_layer("encoder_0").linear1.units == 48
+    with pytest.warns(DeprecationWarning, match="`ffn_dim` is now called `mlp_dim`"):
+        assert DETREncoderLayer(32, 4, ffn_dim=40).mlp_dim == 40
+    with pytest.raises(TypeError, match="pass `mlp_dim` only"):
+        keras_vit.DETR(patchify_cnn(), **{**SMALL, "ffn_dim": 48})  # SMALL has mlp_dim=64
+    # A config saved before the rename loads without a warning.
+    config = model.get_config()
+    config["ffn_dim"] = config.pop("mlp_dim")
+    layer_config = {**DETREncoderLayer(32, 4, 40).get_config()}
+    layer_config["ffn_dim"] = layer_config.pop("mlp_dim")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert keras_vit.DETRModel.from_config(config).mlp_dim == 48
+        assert DETREncoderLayer.from_config(layer_config).mlp_dim == 40
+
+
+def test_models_never_import_training():
+    # Dependencies point down (training -> models): the set loss reaches the model through Keras' registry.
+    root = os.path.dirname(keras_vit.models.__file__)
+    for folder, _, files in os.walk(root):
+        for name in (n for n in files if n.endswith(".py")):
+            with open(os.path.join(folder, name)) as f:
+                source = f.read()
+            assert not re.search(r"^\s*(from|import) keras_vit\.training", source, re.M), os.path.join(folder, name)

@@ -33,7 +33,7 @@ def tiny_detr(num_queries=6):
     )
     return DETR(
         cnn, num_classes=NUM_CLASSES, num_queries=num_queries, hidden_dim=16, num_encoder_layers=1,
-        num_decoder_layers=2, num_heads=2, ffn_dim=32, dropout=0.0, input_shape=(32, 32, 3),
+        num_decoder_layers=2, num_heads=2, mlp_dim=32, dropout=0.0, input_shape=(32, 32, 3),
     )  # fmt: skip
 
 

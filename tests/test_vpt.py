@@ -134,7 +134,7 @@ def _tnt():
 def _detr():
     backbone = keras_vit.ResNet(depths=(1, 1, 1, 1), widths=(8, 8, 8, 8), stem_width=8, name="tiny_resnet")
     return keras_vit.DETR(backbone, num_classes=3, num_queries=2, hidden_dim=16, num_encoder_layers=1,
-                          num_decoder_layers=1, num_heads=2, ffn_dim=16)
+                          num_decoder_layers=1, num_heads=2, mlp_dim=16)
 
 
 @pytest.mark.parametrize("factory", [_swin, _tnt, _detr], ids=["swin", "tnt", "detr"])

@@ -74,7 +74,7 @@ def main():
 
     model = DETR(
         small_cnn(), num_classes=num_classes, num_queries=args.queries, hidden_dim=64,
-        num_encoder_layers=2, num_decoder_layers=3, num_heads=4, ffn_dim=256, dropout=0.0,
+        num_encoder_layers=2, num_decoder_layers=3, num_heads=4, mlp_dim=256, dropout=0.0,
         include_preprocessing=True, input_shape=(args.image_size, args.image_size, 3),
     )  # fmt: skip
     print(f"DETR: {model.count_params():,} parameters, backend {keras.backend.backend()}")

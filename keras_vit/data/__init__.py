@@ -24,6 +24,8 @@ from keras_vit.data.detection import (
     coco_detection_dataset,
     detection_dataset_from_arrays,
     load_coco_folder,
+    pad_detection_targets,
     prepare_detection_dataset,
+    validate_detection_targets,
 )
 from keras_vit.data.shapes import SHAPES_CLASS_NAMES, make_shapes_dataset, make_shapes_image

@@ -1,4 +1,9 @@
-"""Detection input pipelines on tf.data / tensorflow-datasets, producing DETR's inputs and targets.
+"""Detection data: DETR's padded targets, and input pipelines on tf.data / tensorflow-datasets.
+
+Targets take one fixed-size padded form so that shapes stay static under jit: `{"boxes": (B, M, 4)
+normalized (cx, cy, w, h), "labels": (B, M) int32 in [0, num_classes), "valid": (B, M) float32, 1 for
+a real box and 0 for padding}`. `pad_detection_targets` builds it from per-image lists and
+`validate_detection_targets` checks it; the tf.data pipeline below pads and checks with the same code.
 
 Two sources give the same raw examples, `{"image": uint8 (h, w, 3), "boxes": (n, 4) float32
 normalized (cx, cy, w, h), "labels": (n,) int32}`:
@@ -17,13 +22,135 @@ import json
 import os
 import warnings
 
+import keras
 import numpy as np
 import tensorflow as tf
+
+from keras_vit.models.detr.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 
 # Corners may stick out of [0, 1] by this much (float rounding of pixel -> normalized boxes).
 _CORNER_TOLERANCE = 1e-3
 
 
+# ------------------------------------------------------------------------------------ targets
+def pad_detection_targets(boxes, labels, max_boxes, num_classes=None):
+    """Pads per-image boxes and labels into the fixed-size target dict that `DETRLoss` takes.
+
+    Args:
+        boxes: a list (one entry per image) of (n_i, 4) arrays, normalized (cx, cy, w, h).
+        labels: a list of (n_i,) integer arrays of class indices.
+        max_boxes: M, the padded number of boxes per image (>= every n_i).
+        num_classes: when given, labels are checked to lie in [0, num_classes).
+
+    Returns:
+        `{"boxes": (B, M, 4) float32, "labels": (B, M) int32, "valid": (B, M) float32}`, checked by
+        `validate_detection_targets`.
+
+    Example:
+    >>> t = pad_detection_targets([[[0.5, 0.5, 0.2, 0.2]], []], [[1], []], max_boxes=3)
+    >>> t["boxes"].shape, t["valid"].tolist()
+    ((2, 3, 4), [[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+    """
+    return _pad_targets(boxes, labels, max_boxes, num_classes, drop_extra=False)
+
+
+def _pad_targets(boxes, labels, max_boxes, num_classes, drop_extra):
+    """`pad_detection_targets`; with `drop_extra`, boxes past `max_boxes` are dropped instead of raising."""
+    if len(boxes) != len(labels):
+        raise ValueError(f"Got boxes for {len(boxes)} images but labels for {len(labels)} images.")
+    batch = len(boxes)
+    out_boxes = np.zeros((batch, max_boxes, 4), "float32")
+    out_labels = np.zeros((batch, max_boxes), "int32")
+    out_valid = np.zeros((batch, max_boxes), "float32")
+    for i, (image_boxes, image_labels) in enumerate(zip(boxes, labels)):
+        image_boxes = np.asarray(image_boxes, "float32").reshape(-1, 4)
+        image_labels = np.asarray(image_labels).reshape(-1)
+        if len(image_boxes) != len(image_labels):
+            raise ValueError(
+                f"Image {i} has {len(image_boxes)} boxes but {len(image_labels)} labels; "
+                "give one label per box."
+            )
+        if len(image_boxes) > max_boxes and not drop_extra:
+            raise ValueError(
+                f"Image {i} has {len(image_boxes)} boxes, more than max_boxes={max_boxes}; "
+                "raise max_boxes."
+            )
+        n = min(len(image_boxes), max_boxes)
+        out_boxes[i, :n] = image_boxes[:n]
+        out_labels[i, :n] = image_labels[:n]
+        out_valid[i, :n] = 1.0
+    targets = {"boxes": out_boxes, "labels": out_labels, "valid": out_valid}
+    validate_detection_targets(targets, num_classes)
+    return targets
+
+
+def validate_detection_targets(targets, num_classes=None):
+    """Raises a ValueError naming the first bad box or label of padded targets.
+
+    Checks, for every box marked valid: (cx, cy, w, h) finite and in [0, 1], w > 0 and h > 0, the
+    corners inside [0, 1]; labels in [0, num_classes). Padding entries are not checked.
+    An image without any valid box is fine: all its queries learn "no object".
+
+    Example:
+    >>> validate_detection_targets({"boxes": np.array([[[0.5, 0.5, 0.1, 0.1]]]),
+    ...     "labels": np.array([[2]]), "valid": np.array([[1.0]])}, num_classes=3)
+    """
+    boxes = np.asarray(keras.ops.convert_to_numpy(targets["boxes"]), "float64")
+    labels = np.asarray(keras.ops.convert_to_numpy(targets["labels"]))
+    valid = np.asarray(keras.ops.convert_to_numpy(targets["valid"]))
+    check_target_arrays(boxes, labels, valid, num_classes)
+
+
+def check_target_arrays(boxes, labels, valid, num_classes=None):
+    """`validate_detection_targets` on NumPy arrays: what the matcher's host callback runs.
+
+    Example:
+    >>> check_target_arrays(np.array([[[0.5, 0.5, 0.1, 0.1]]]), np.array([[0]]), np.array([[1.0]]))
+    """
+    if boxes.ndim != 3 or boxes.shape[-1] != 4:
+        raise ValueError(f"Target boxes must have shape (batch, max_boxes, 4); got {boxes.shape}.")
+    if labels.shape != boxes.shape[:2] or valid.shape != boxes.shape[:2]:
+        raise ValueError(
+            f"Target labels {labels.shape} and valid {valid.shape} must both have shape "
+            f"{boxes.shape[:2]} (batch, max_boxes), like the boxes {boxes.shape}."
+        )
+    if not np.all((valid == 0) | (valid == 1)):
+        raise ValueError("Target 'valid' must be 1 for a real box and 0 for padding; got other values.")
+    real = valid > 0
+    where = lambda bad: tuple(int(i) for i in np.argwhere(bad & real)[0])  # noqa: E731
+    bad = ~np.isfinite(boxes).all(-1) | (boxes < 0).any(-1) | (boxes > 1).any(-1)
+    if np.any(bad & real):
+        b, m = where(bad)
+        raise ValueError(
+            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) is outside [0, 1]: boxes must be "
+            "normalized (cx, cy, w, h), i.e. pixel coordinates divided by the image width and height."
+        )
+    bad = (boxes[..., 2] <= 0) | (boxes[..., 3] <= 0)
+    if np.any(bad & real):
+        b, m = where(bad)
+        raise ValueError(
+            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) has a non-positive width or height; "
+            "drop empty boxes (or mark them invalid) before training."
+        )
+    corners = box_cxcywh_to_xyxy(boxes)
+    bad = (corners < -_CORNER_TOLERANCE).any(-1) | (corners > 1 + _CORNER_TOLERANCE).any(-1)
+    if np.any(bad & real):
+        b, m = where(bad)
+        raise ValueError(
+            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) extends outside the image: its "
+            "corners cx -+ w/2, cy -+ h/2 must lie in [0, 1]. Clip boxes to the image first."
+        )
+    if num_classes is not None:
+        bad = (labels < 0) | (labels >= num_classes)
+        if np.any(bad & real):
+            b, m = where(bad)
+            raise ValueError(
+                f"Target label {int(labels[b, m])} (image {b}, box {m}) is not in [0, {num_classes}): "
+                f"labels are class indices below num_classes={num_classes} (no-object is implicit)."
+            )
+
+
+# ------------------------------------------------------------------------------------ sources
 def _raw_signature():
     return {
         "image": tf.TensorSpec((None, None, 3), tf.uint8),
@@ -64,10 +191,7 @@ def _read_coco_annotations(annotation_file, image_dir):
         if x1 <= x0 or y1 <= y0:
             dropped += 1
             continue
-        per_image[image_id].append(
-            ((x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height,
-             to_label[int(ann["category_id"])])
-        )  # fmt: skip
+        per_image[image_id].append((x0, y0, x1, y1, to_label[int(ann["category_id"])]))
     if dropped:
         warnings.warn(f"{annotation_file}: dropped {dropped} boxes with no area inside their image.")
     records = []
@@ -75,8 +199,10 @@ def _read_coco_annotations(annotation_file, image_dir):
         path = os.path.join(image_dir, images[image_id]["file_name"])
         if not os.path.exists(path):
             raise ValueError(f"Image {image_id} of {annotation_file} is missing: {path} does not exist.")
-        objects = np.asarray(per_image[image_id], "float32").reshape(-1, 5)
-        records.append((path, objects[:, :4], objects[:, 4].astype("int32")))
+        objects = np.asarray(per_image[image_id], "float64").reshape(-1, 5)
+        size = np.array([images[image_id]["width"], images[image_id]["height"]] * 2, "float64")
+        boxes = (box_xyxy_to_cxcywh(objects[:, :4]) / size).astype("float32")  # normalized
+        records.append((path, boxes, objects[:, 4].astype("int32")))
     info = {
         "num_classes": len(category_ids),
         "class_names": [names[cid] for cid in category_ids],
@@ -149,8 +275,8 @@ def coco_detection_dataset(split="validation", data_dir=None, image_dir=None, an
     def convert(example):
         objects = example["objects"]
         keep = tf.logical_not(objects["is_crowd"])
-        ymin, xmin, ymax, xmax = tf.unstack(tf.boolean_mask(objects["bbox"], keep), axis=-1)
-        boxes = tf.stack([(xmin + xmax) / 2, (ymin + ymax) / 2, xmax - xmin, ymax - ymin], axis=-1)
+        ymin, xmin, ymax, xmax = tf.unstack(tf.boolean_mask(objects["bbox"], keep), axis=-1)  # tfds: normalized
+        boxes = box_xyxy_to_cxcywh(tf.stack([xmin, ymin, xmax, ymax], axis=-1))
         labels = tf.cast(tf.boolean_mask(objects["label"], keep), tf.int32)
         nonempty = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
         return {
@@ -198,40 +324,14 @@ def detection_dataset_from_arrays(images, boxes, labels, valid=None):
     return dataset.map(unpad)
 
 
-def _validate_example(example, num_classes):
-    """tf.debugging checks of one raw example: a clear error naming what is wrong."""
-    boxes, labels = example["boxes"], example["labels"]
-    tol = _CORNER_TOLERANCE
-    corners = tf.concat([boxes[:, :2] - boxes[:, 2:] / 2, boxes[:, :2] + boxes[:, 2:] / 2], axis=-1)
-    checks = [
-        tf.debugging.assert_equal(
-            tf.shape(boxes)[0], tf.shape(labels)[0], message="Each box needs one label: boxes and labels differ in number."
-        ),
-        tf.debugging.assert_greater(
-            boxes[:, 2:], 0.0, message="A target box has a non-positive width or height; drop empty boxes first."
-        ),
-        tf.debugging.assert_greater_equal(
-            corners, -tol,
-            message="A target box lies outside [0, 1]: boxes must be normalized (cx, cy, w, h) inside the image.",
-        ),
-        tf.debugging.assert_less_equal(
-            corners, 1.0 + tol,
-            message="A target box lies outside [0, 1]: boxes must be normalized (cx, cy, w, h) inside the image.",
-        ),
-        tf.debugging.assert_non_negative(labels, message="A target label is negative; labels are class indices."),
-    ]  # fmt: skip
-    if num_classes is not None:
-        checks.append(
-            tf.debugging.assert_less(
-                labels, tf.cast(num_classes, labels.dtype),
-                message=f"A target label is >= num_classes={num_classes}; labels are class indices below it.",
-            )
-        )  # fmt: skip
-    with tf.control_dependencies(checks):
-        return {key: tf.identity(value) for key, value in example.items()}
+def _flip_boxes(targets):
+    """Padded normalized targets' boxes mirrored left-right (padding slots stay as they are)."""
+    boxes = targets["boxes"]
+    flipped = tf.concat([1.0 - boxes[:, :1], boxes[:, 1:]], -1)
+    return tf.where(targets["valid"][:, None] > 0, flipped, boxes)
 
 
-def _resize_and_pad(image, boxes, image_size, scale):
+def _resize_and_pad(image, image_size, scale):
     """Resizes to fit (H, W) * scale keeping the aspect ratio, pads to (H, W); boxes stay normalized
     to the real image, which is what DETR predicts and what the pixel mask marks."""
     target_h, target_w = image_size
@@ -245,17 +345,22 @@ def _resize_and_pad(image, boxes, image_size, scale):
     mask = tf.image.pad_to_bounding_box(tf.ones(tf.stack([new_h, new_w, 1])), 0, 0, target_h, target_w)[..., 0]
     padded.set_shape((target_h, target_w, 3))
     mask.set_shape((target_h, target_w))
-    return padded, mask, boxes
+    return padded, mask
 
 
-def _pad_targets(boxes, labels, max_boxes):
-    count = tf.minimum(tf.shape(boxes)[0], max_boxes)  # extra boxes beyond max_boxes are dropped
-    boxes, labels = boxes[:count], labels[:count]
-    pad = max_boxes - count
+def _pad_example_targets(boxes, labels, max_boxes, num_classes):
+    """One example's targets padded to `max_boxes` and checked, by `pad_detection_targets`' own code."""
+
+    def pad(image_boxes, image_labels):
+        targets = _pad_targets([image_boxes], [image_labels], max_boxes, num_classes, drop_extra=True)
+        return targets["boxes"][0], targets["labels"][0], targets["valid"][0]
+
+    # A bad target raises a ValueError here, which tf.data reports as an InvalidArgumentError.
+    boxes, labels, valid = tf.numpy_function(pad, [boxes, labels], [tf.float32, tf.int32, tf.float32])
     return {
-        "boxes": tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]]), (max_boxes, 4)),
-        "labels": tf.ensure_shape(tf.pad(labels, [[0, pad]]), (max_boxes,)),
-        "valid": tf.ensure_shape(tf.pad(tf.ones([count], tf.float32), [[0, pad]]), (max_boxes,)),
+        "boxes": tf.ensure_shape(boxes, (max_boxes, 4)),
+        "labels": tf.ensure_shape(labels, (max_boxes,)),
+        "valid": tf.ensure_shape(valid, (max_boxes,)),
     }
 
 
@@ -307,18 +412,18 @@ def prepare_detection_dataset(
     generator = tf.random.Generator.from_seed(0 if seed is None else seed) if training else None
 
     def prepare(example):
-        example = _validate_example(example, num_classes)
-        image, boxes, labels = example["image"], example["boxes"], example["labels"]
-        scale = 1.0
+        # Pad and check the targets as given, before augmentation moves them.
+        targets = _pad_example_targets(example["boxes"], tf.cast(example["labels"], tf.int32), max_boxes, num_classes)
+        image, scale = example["image"], 1.0
         if training:
             random = generator.uniform((2,))
             if horizontal_flip:
                 flip = random[0] < 0.5
                 image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
-                boxes = tf.cond(flip, lambda: tf.concat([1.0 - boxes[:, :1], boxes[:, 1:]], -1), lambda: boxes)
+                targets["boxes"] = tf.cond(flip, lambda: _flip_boxes(targets), lambda: targets["boxes"])
             scale = min_scale + (max_scale - min_scale) * random[1]
-        image, mask, boxes = _resize_and_pad(image, boxes, image_size, scale)
-        return {"images": image, "pixel_mask": mask}, _pad_targets(boxes, tf.cast(labels, tf.int32), max_boxes)
+        image, mask = _resize_and_pad(image, image_size, scale)
+        return {"images": image, "pixel_mask": mask}, targets
 
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)

@@ -8,6 +8,9 @@ outline. Every image is a pure function of (seed, index), so a dataset is reprod
 
 import numpy as np
 
+from keras_vit.data.detection import pad_detection_targets
+from keras_vit.models.detr.box_ops import box_xyxy_to_cxcywh
+
 SHAPES_CLASS_NAMES = ("circle", "rectangle", "triangle")
 
 
@@ -84,7 +87,7 @@ def make_shapes_image(seed, index, image_size=64, max_objects=3, min_size=0.2, m
     rng = np.random.default_rng([int(seed), int(index)])
     image = _background(rng, (height, width))
     count = int(rng.integers(0, max_objects + 1)) if max_objects > 0 else 0
-    boxes, labels = [], []
+    boxes = []
     for _ in range(count):
         for _attempt in range(20):
             w = rng.uniform(min_size, max_size) * width
@@ -107,11 +110,9 @@ def make_shapes_image(seed, index, image_size=64, max_objects=3, min_size=0.2, m
         rows, cols = np.nonzero(mask)
         boxes.append(((cols.min(), rows.min(), cols.max() + 1, rows.max() + 1), kind))
     image = np.clip(image, 0, 255).astype("uint8")
-    normalized = np.zeros((len(boxes), 4), "float32")
-    for i, ((x0, y0, x1, y1), kind) in enumerate(boxes):
-        normalized[i] = [(x0 + x1) / 2 / width, (y0 + y1) / 2 / height, (x1 - x0) / width, (y1 - y0) / height]
-        labels.append(kind)
-    return image, normalized, np.asarray(labels, "int32")
+    corners = np.asarray([box for box, _ in boxes], "float64").reshape(-1, 4)
+    normalized = (box_xyxy_to_cxcywh(corners) / np.array([width, height, width, height], "float64")).astype("float32")
+    return image, normalized, np.asarray([kind for _, kind in boxes], "int32")
 
 
 def make_shapes_dataset(num_images, image_size=64, max_objects=3, seed=0, start=0):
@@ -130,12 +131,12 @@ def make_shapes_dataset(num_images, image_size=64, max_objects=3, seed=0, start=
     ((4, 32, 32, 3), (4, 2, 4), (4, 2))
     """
     height, width = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
+    examples = [make_shapes_image(seed, start + i, (height, width), max_objects) for i in range(num_images)]
     images = np.zeros((num_images, height, width, 3), "uint8")
-    boxes = np.zeros((num_images, max_objects, 4), "float32")
-    labels = np.zeros((num_images, max_objects), "int32")
-    valid = np.zeros((num_images, max_objects), "float32")
-    for i in range(num_images):
-        image, image_boxes, image_labels = make_shapes_image(seed, start + i, (height, width), max_objects)
-        n = len(image_boxes)
-        images[i], boxes[i, :n], labels[i, :n], valid[i, :n] = image, image_boxes, image_labels, 1.0
-    return {"images": images, "boxes": boxes, "labels": labels, "valid": valid}
+    for i, (image, _, _) in enumerate(examples):
+        images[i] = image
+    targets = pad_detection_targets(
+        [boxes for _, boxes, _ in examples], [labels for _, _, labels in examples], max_objects,
+        num_classes=len(SHAPES_CLASS_NAMES),
+    )  # fmt: skip
+    return {"images": images, **targets}

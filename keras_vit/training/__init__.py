@@ -1,4 +1,9 @@
-"""Training: DeiT distillation and recipe; DETR's matcher, set loss, optimizer and COCO metrics."""
+"""Training: DeiT distillation and recipe; DETR's matcher, set loss, optimizer and COCO metrics.
+
+DETR's target padding (`pad_detection_targets`, `validate_detection_targets`) lives with the
+detection data (`keras_vit.data.detection`) and its post-processing with the model
+(`keras_vit.models.detr.detr_postprocess`); both are re-exported here, where they were first.
+"""
 
 # DeiT (keras_vit/training/distillation.py, keras_vit/training/recipe.py).
 from keras_vit.training.distillation import DistillationLoss, DistillationModel, distillation_loss
@@ -14,8 +19,10 @@ from keras_vit.training.recipe import (
 )
 
 # DETR (keras_vit/training/detr_*.py, keras_vit/training/coco_callback.py).
-from keras_vit.training.detr_loss import DETRLoss, HungarianMatcher, pad_detection_targets, validate_detection_targets
+from keras_vit.data.detection import pad_detection_targets, validate_detection_targets
+from keras_vit.models.detr.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections
+from keras_vit.training.detr_loss import DETRLoss
+from keras_vit.training.detr_matcher import HungarianMatcher
 from keras_vit.training.detr_optimizer import BackboneAdamW, detr_optimizer
-from keras_vit.training.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections
 from keras_vit.training.coco_callback import COCOMetricsCallback, coco_map, evaluate_coco
 from keras_vit.training.hungarian import linear_sum_assignment

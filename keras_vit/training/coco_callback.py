@@ -6,7 +6,8 @@ import io
 import keras
 import numpy as np
 
-from keras_vit.training.detr_postprocess import (
+from keras_vit.models.detr.box_ops import box_area
+from keras_vit.models.detr.detr_postprocess import (
     image_sizes_from_pixel_mask,
     post_process_detections,
     targets_to_pixel_boxes,
@@ -58,7 +59,7 @@ def coco_map(detections, ground_truths, image_sizes, num_classes):
     images, annotations, results = [], [], []
     for image_id, (det, gt, size) in enumerate(zip(detections, ground_truths, image_sizes), start=1):
         images.append({"id": image_id, "height": int(size[0]), "width": int(size[1])})
-        for box, label in zip(np.asarray(gt["boxes"]).reshape(-1, 4), np.asarray(gt["labels"]).reshape(-1)):
+        for box, label in zip(np.asarray(gt["boxes"], "float64").reshape(-1, 4), np.asarray(gt["labels"]).reshape(-1)):
             x0, y0, x1, y1 = (float(v) for v in box)
             annotations.append(
                 {
@@ -66,7 +67,7 @@ def coco_map(detections, ground_truths, image_sizes, num_classes):
                     "image_id": image_id,
                     "category_id": int(label) + 1,  # COCO category ids start at 1
                     "bbox": [x0, y0, x1 - x0, y1 - y0],
-                    "area": (x1 - x0) * (y1 - y0),
+                    "area": float(box_area(box)),
                     "iscrowd": 0,
                 }
             )

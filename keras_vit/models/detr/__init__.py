@@ -13,6 +13,13 @@ Example:
 ((1, 4, 4), (1, 4, 4))
 """
 
+from keras_vit.models.detr.box_ops import (
+    box_area,
+    box_cxcywh_to_xyxy,
+    box_iou,
+    box_xyxy_to_cxcywh,
+    generalized_box_iou,
+)
 from keras_vit.models.detr.detr_layers import (
     BoxHead,
     DETRAttention,
@@ -23,6 +30,7 @@ from keras_vit.models.detr.detr_layers import (
     SinePositionEmbedding,
 )
 from keras_vit.models.detr.detr_model import DETR, DETRModel, DETRResNet50, DETRResNet101
+from keras_vit.models.detr.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections
 from keras_vit.models.detr.detr_presets import PRESETS
 from keras_vit.models.registry import register_model
 from keras_vit.weights.published import register_published

@@ -183,7 +183,7 @@ def convert_detr(model, tensors, allow_head_reset=False):
     >>> from keras_vit.models.resnet.resnet_model import ResNet
     >>> backbone = ResNet(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16)
     >>> model = keras_vit.DETR(backbone, num_classes=5, num_queries=8, hidden_dim=32, num_encoder_layers=2,
-    ...                        num_decoder_layers=2, num_heads=4, ffn_dim=64, dropout=0.0)
+    ...                        num_decoder_layers=2, num_heads=4, mlp_dim=64, dropout=0.0)
     >>> _, tensors = read_checkpoint("tests/fixtures/detr_tiny.safetensors")
     >>> convert_detr(model, tensors)
     """

@@ -14,6 +14,10 @@ import numpy as np
 from keras import ops
 
 from keras_vit.layers.attention import scaled_dot_product_attention
+from keras_vit.layers.renamed_arguments import take_renamed_arguments
+
+# Old argument names -> the package's vocabulary (the feed-forward width is `mlp_dim` in every family).
+RENAMED_ARGUMENTS = {"ffn_dim": ("mlp_dim", None)}
 
 
 def _static_dim(tensor, axis):
@@ -221,17 +225,23 @@ class DETRAttention(keras.layers.Layer):
 class _PostNormLayer(keras.layers.Layer):
     """Shared parts of the encoder and decoder layers: the ReLU feed-forward."""
 
-    def __init__(self, hidden_dim, num_heads, ffn_dim, dropout=0.1, activation_dropout=None, layer_norm_epsilon=1e-5, **kwargs):
+    def __init__(self, hidden_dim, num_heads, mlp_dim=None, dropout=0.1, activation_dropout=None, layer_norm_epsilon=1e-5, **kwargs):
+        if "ffn_dim" in kwargs:  # the old name of mlp_dim
+            mlp_dim = take_renamed_arguments(
+                {"mlp_dim": mlp_dim, "ffn_dim": kwargs.pop("ffn_dim")}, RENAMED_ARGUMENTS, type(self).__name__
+            )["mlp_dim"]
+        if mlp_dim is None:
+            raise TypeError(f"{type(self).__name__} needs mlp_dim, the width of its feed-forward layer.")
         super().__init__(**kwargs)
         self.hidden_dim = int(hidden_dim)
         self.num_heads = int(num_heads)
-        self.ffn_dim = int(ffn_dim)
+        self.mlp_dim = int(mlp_dim)
         self.dropout = float(dropout)
         self.activation_dropout = float(dropout if activation_dropout is None else activation_dropout)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         kw = dict(dtype=self.dtype_policy)
         self.self_attn = DETRAttention(hidden_dim, num_heads, dropout, name="self_attn", **kw)
-        self.linear1 = keras.layers.Dense(ffn_dim, name="linear1", **kw)
+        self.linear1 = keras.layers.Dense(mlp_dim, name="linear1", **kw)
         self.linear2 = keras.layers.Dense(hidden_dim, name="linear2", **kw)
         self.activation_drop = keras.layers.Dropout(self.activation_dropout, **kw)
         self.residual_drop = keras.layers.Dropout(self.dropout, **kw)
@@ -245,7 +255,7 @@ class _PostNormLayer(keras.layers.Layer):
 
     def _build_feed_forward(self, shape):
         self.linear1.build(shape)
-        self.linear2.build(tuple(shape[:-1]) + (self.ffn_dim,))
+        self.linear2.build(tuple(shape[:-1]) + (self.mlp_dim,))
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
         return input_shape
@@ -256,13 +266,18 @@ class _PostNormLayer(keras.layers.Layer):
             {
                 "hidden_dim": self.hidden_dim,
                 "num_heads": self.num_heads,
-                "ffn_dim": self.ffn_dim,
+                "mlp_dim": self.mlp_dim,
                 "dropout": self.dropout,
                 "activation_dropout": self.activation_dropout,
                 "layer_norm_epsilon": self.layer_norm_epsilon,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        # Configurations saved before the package's one vocabulary (ffn_dim) load silently.
+        return cls(**take_renamed_arguments(dict(config), RENAMED_ARGUMENTS, cls.__name__, warn=False))
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -274,14 +289,14 @@ class DETREncoderLayer(_PostNormLayer):
 
     Example:
     >>> import numpy as np
-    >>> layer = DETREncoderLayer(hidden_dim=32, num_heads=4, ffn_dim=64, dropout=0.0)
+    >>> layer = DETREncoderLayer(hidden_dim=32, num_heads=4, mlp_dim=64, dropout=0.0)
     >>> x = np.zeros((1, 6, 32), "float32")
     >>> tuple(layer(x, x, np.ones((1, 6), "float32")).shape)
     (1, 6, 32)
     """
 
-    def __init__(self, hidden_dim, num_heads, ffn_dim, dropout=0.1, **kwargs):
-        super().__init__(hidden_dim, num_heads, ffn_dim, dropout, **kwargs)
+    def __init__(self, hidden_dim, num_heads, mlp_dim=None, dropout=0.1, **kwargs):
+        super().__init__(hidden_dim, num_heads, mlp_dim, dropout, **kwargs)
         self.norm1 = self._norm("norm1")
         self.norm2 = self._norm("norm2")
 
@@ -310,14 +325,14 @@ class DETRDecoderLayer(_PostNormLayer):
 
     Example:
     >>> import numpy as np
-    >>> layer = DETRDecoderLayer(hidden_dim=32, num_heads=4, ffn_dim=64, dropout=0.0)
+    >>> layer = DETRDecoderLayer(hidden_dim=32, num_heads=4, mlp_dim=64, dropout=0.0)
     >>> tgt = np.zeros((1, 8, 32), "float32"); memory = np.ones((1, 6, 32), "float32")
     >>> tuple(layer(tgt, memory, memory, tgt, np.ones((1, 6), "float32")).shape)
     (1, 8, 32)
     """
 
-    def __init__(self, hidden_dim, num_heads, ffn_dim, dropout=0.1, **kwargs):
-        super().__init__(hidden_dim, num_heads, ffn_dim, dropout, **kwargs)
+    def __init__(self, hidden_dim, num_heads, mlp_dim=None, dropout=0.1, **kwargs):
+        super().__init__(hidden_dim, num_heads, mlp_dim, dropout, **kwargs)
         self.norm1 = self._norm("norm1")
         self.cross_attn = DETRAttention(hidden_dim, num_heads, dropout, name="cross_attn", dtype=self.dtype_policy)
         self.norm2 = self._norm("norm2")

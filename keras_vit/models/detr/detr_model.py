@@ -3,9 +3,11 @@
 A CNN backbone, a 1x1 projection, a post-norm transformer encoder over the
 flattened feature map with sine positions, a decoder over learned object
 queries, a class head (num_classes + 1, no-object last) and a box MLP.
-`DETR(...)` returns a `DETRModel`, a `keras.Model` whose `compute_loss` is the
-Hungarian set loss (`keras_vit.training.detr_loss.DETRLoss`), so
-`model.compile(optimizer)` and `model.fit(...)` train it with no loss argument.
+`DETR(...)` returns a `DETRModel`, a `keras.Model` that trains with DETR's
+Hungarian set loss (`keras_vit.training.DETRLoss`) when `compile(optimizer)` gets
+no loss, so `model.fit(...)` needs no loss argument. The loss, the matcher and the
+target padding live in `keras_vit.training` and `keras_vit.data` (dependencies point
+down: training -> models); this module only holds the thin hook that runs the loss.
 
 Inputs: `images` (B, H, W, 3), or `{"images": ..., "pixel_mask": (B, H, W)}`
 with 1 for real pixels and 0 for padding (images of different sizes padded to
@@ -29,6 +31,7 @@ import keras
 from keras import ops
 
 from keras_vit.models.detr.detr_layers import (
+    RENAMED_ARGUMENTS,
     BoxHead,
     DETRDecoderLayer,
     DETREncoderLayer,
@@ -38,12 +41,22 @@ from keras_vit.models.detr.detr_layers import (
 )
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 from keras_vit.models.resnet import resnet_model as resnet
+from keras_vit.layers.renamed_arguments import take_renamed_arguments
 from keras_vit.models.builder_args import check_input_shape
 from keras_vit.models.detr.convert_detr import convert_detr
 from keras_vit.models.detr.detr_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 BACKBONES = {"resnet50": resnet.ResNet50, "resnet101": resnet.ResNet101}
+DEFAULT_MLP_DIM = 2048
+
+
+def _mlp_dim(arguments, owner):
+    """`mlp_dim` (default 2048) from `{"mlp_dim": ..., **other keywords}` after `take_renamed_arguments`."""
+    unknown = sorted(set(arguments) - {"mlp_dim"})
+    if unknown:
+        raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}.")
+    return DEFAULT_MLP_DIM if arguments["mlp_dim"] is None else arguments["mlp_dim"]
 
 _STRIDE_KEY = re.compile(r"^stride_(\d+)$")
 
@@ -141,8 +154,9 @@ class DETRModel(keras.Model):
 
     Training: `compile(optimizer)` (optionally `loss=` any callable
     `(y_true, y_pred) -> dict with "loss"` or a scalar) and `fit()`; by default the
-    loss is `DETRLoss(num_classes, auxiliary_loss=auxiliary_outputs, **loss_config)`.
-    The unweighted terms `loss_ce`, `loss_bbox`, `loss_giou` are reported as metrics.
+    loss is `keras_vit.training.DETRLoss(num_classes, auxiliary_loss=auxiliary_outputs,
+    **loss_config)`. The unweighted terms `loss_ce`, `loss_bbox`, `loss_giou` are
+    reported as metrics.
     Targets: `{"boxes": (B, M, 4) cx,cy,w,h in [0, 1], "labels": (B, M) int,
     "valid": (B, M) 1 for real boxes}`.
 
@@ -155,7 +169,7 @@ class DETRModel(keras.Model):
     >>> import keras, numpy as np
     >>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 8, strides=8)])
     >>> model = DETRModel(cnn, num_classes=3, num_queries=5, hidden_dim=32, num_encoder_layers=1,
-    ...                   num_decoder_layers=2, num_heads=4, ffn_dim=64)
+    ...                   num_decoder_layers=2, num_heads=4, mlp_dim=64)
     >>> out = model(np.zeros((2, 32, 48, 3), "float32"))
     >>> tuple(out["logits"].shape), tuple(out["pred_boxes"].shape), tuple(out["aux_logits"].shape)
     ((2, 5, 4), (2, 5, 4), (2, 1, 5, 4))
@@ -170,7 +184,7 @@ class DETRModel(keras.Model):
         num_encoder_layers=6,
         num_decoder_layers=6,
         num_heads=8,
-        ffn_dim=2048,
+        mlp_dim=None,
         dropout=0.1,
         auxiliary_outputs=True,
         include_preprocessing=False,
@@ -180,6 +194,9 @@ class DETRModel(keras.Model):
         loss_config=None,
         **kwargs,
     ):
+        # Called here, not in a helper, so that the DeprecationWarning points at the caller's line.
+        old_names = {key: kwargs.pop(key) for key in RENAMED_ARGUMENTS if key in kwargs}
+        mlp_dim = _mlp_dim(take_renamed_arguments({"mlp_dim": mlp_dim, **old_names}, RENAMED_ARGUMENTS, "DETRModel"), "DETRModel")
         super().__init__(**kwargs)
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}.")
@@ -191,7 +208,7 @@ class DETRModel(keras.Model):
         self.num_encoder_layers = int(num_encoder_layers)
         self.num_decoder_layers = int(num_decoder_layers)
         self.num_heads = int(num_heads)
-        self.ffn_dim = int(ffn_dim)
+        self.mlp_dim = int(mlp_dim)
         self.dropout = float(dropout)
         self.auxiliary_outputs = bool(auxiliary_outputs)
         self.include_preprocessing = bool(include_preprocessing)
@@ -214,12 +231,12 @@ class DETRModel(keras.Model):
         self.input_proj = keras.layers.Conv2D(hidden_dim, 1, name="input_proj", **kw)
         layer_kw = dict(dropout=dropout, layer_norm_epsilon=layer_norm_epsilon, **kw)
         self.encoder_layers = [
-            DETREncoderLayer(hidden_dim, num_heads, ffn_dim, name=f"encoder_{i}", **layer_kw)
+            DETREncoderLayer(hidden_dim, num_heads, mlp_dim, name=f"encoder_{i}", **layer_kw)
             for i in range(num_encoder_layers)
         ]
         self.query_embed = ObjectQueries(num_queries, hidden_dim, name="query_embed", **kw)
         self.decoder_layers = [
-            DETRDecoderLayer(hidden_dim, num_heads, ffn_dim, name=f"decoder_{i}", **layer_kw)
+            DETRDecoderLayer(hidden_dim, num_heads, mlp_dim, name=f"decoder_{i}", **layer_kw)
             for i in range(num_decoder_layers)
         ]
         self.decoder_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="decoder_norm", **kw)
@@ -229,7 +246,7 @@ class DETRModel(keras.Model):
         self.loss_ce_tracker = keras.metrics.Mean(name="loss_ce")
         self.loss_bbox_tracker = keras.metrics.Mean(name="loss_bbox")
         self.loss_giou_tracker = keras.metrics.Mean(name="loss_giou")
-        object.__setattr__(self, "_detr_loss_fn", None)
+        object.__setattr__(self, "_set_loss", None)
 
     # ----------------------------------------------------------------- inputs
     def _split_inputs(self, inputs):
@@ -335,46 +352,54 @@ class DETRModel(keras.Model):
         return shapes
 
     # ------------------------------------------------------------------- loss
+    # The set loss lives in keras_vit.training, above this module. The model names its default
+    # loss the way a saved compile config does, by its registered Keras name; `import keras_vit`
+    # imports keras_vit.training, which registers it.
+    DEFAULT_LOSS = "keras_vit>DETRLoss"
+
     def compile(self, optimizer="rmsprop", loss=None, **kwargs):
-        """Like `keras.Model.compile`; `loss=None` means DETR's set loss (`DETRLoss`).
+        """Like `keras.Model.compile`; `loss=None` means DETR's set loss (`keras_vit.training.DETRLoss`).
 
         `loss` may be any callable `(y_true, y_pred) -> {"loss": total, ...}` or a
         scalar; `loss_ce`, `loss_bbox`, `loss_giou` in its result are logged. On
-        TensorFlow `jit_compile` defaults to False: the matching is a host call.
+        TensorFlow `jit_compile` defaults to False unless the loss says it is
+        `xla_compatible` (the default matching is a host call).
 
         Example:
         >>> import keras
         >>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 8, strides=8)])
         >>> model = DETR(cnn, num_classes=3, num_queries=5, hidden_dim=32, num_encoder_layers=1,
-        ...              num_decoder_layers=2, num_heads=4, ffn_dim=64)
+        ...              num_decoder_layers=2, num_heads=4, mlp_dim=64)
         >>> model.compile(optimizer=keras.optimizers.AdamW(1e-4))
         """
-        object.__setattr__(self, "_detr_loss_fn", loss if loss is not None else self._default_loss())
+        loss = loss if loss is not None else self._default_loss()
+        object.__setattr__(self, "_set_loss", loss)
         if keras.backend.backend() == "tensorflow" and kwargs.get("jit_compile", "auto") == "auto":
-            # The Hungarian matching runs on the host (tf.numpy_function), which XLA cannot compile.
-            kwargs["jit_compile"] = False
+            if not getattr(loss, "xla_compatible", False):
+                kwargs["jit_compile"] = False  # XLA cannot compile a host callback (tf.numpy_function)
         super().compile(optimizer=optimizer, loss=None, **kwargs)
 
     def _default_loss(self):
-        try:
-            from keras_vit.training.detr_loss import DETRLoss
-        except ImportError as error:
-            raise ImportError(
-                "DETR's set loss lives in keras_vit.training.detr_loss, which could not be imported "
-                f"({error}). Pass compile(loss=...) with your own loss, or install the full package."
-            ) from error
-        config = {"auxiliary_loss": self.auxiliary_outputs, **self.loss_config}
-        return DETRLoss(self.num_classes, **config)
+        loss_class = keras.saving.get_registered_object(self.DEFAULT_LOSS)
+        if loss_class is None:
+            raise ValueError(
+                f"DETR's set loss ({self.DEFAULT_LOSS}) is not registered: import keras_vit.training, "
+                "or pass compile(loss=...) with your own loss."
+            )
+        return loss_class(self.num_classes, **{"auxiliary_loss": self.auxiliary_outputs, **self.loss_config})
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """DETR's set loss of `y_pred` against the padded targets `y` (sample_weight is not used)."""
-        if self._detr_loss_fn is None:
-            object.__setattr__(self, "_detr_loss_fn", self._default_loss())
+        """The compiled loss (DETR's set loss by default) of `y_pred` against the padded targets `y`.
+
+        `sample_weight` is not used; the model's own regularization losses are added.
+        """
+        if self._set_loss is None:
+            object.__setattr__(self, "_set_loss", self._default_loss())
         if y is None:
             raise ValueError(
                 "DETR's loss needs targets: fit/evaluate on (inputs, {'boxes', 'labels', 'valid'}) pairs."
             )
-        result = self._detr_loss_fn(y, y_pred)
+        result = self._set_loss(y, y_pred)
         if isinstance(result, dict):
             total = result["loss"]
             for name, tracker in (
@@ -400,7 +425,7 @@ class DETRModel(keras.Model):
             "num_encoder_layers": self.num_encoder_layers,
             "num_decoder_layers": self.num_decoder_layers,
             "num_heads": self.num_heads,
-            "ffn_dim": self.ffn_dim,
+            "mlp_dim": self.mlp_dim,
             "dropout": self.dropout,
             "auxiliary_outputs": self.auxiliary_outputs,
             "include_preprocessing": self.include_preprocessing,
@@ -416,6 +441,8 @@ class DETRModel(keras.Model):
     @classmethod
     def from_config(cls, config):
         config = dict(config)
+        # Configurations saved before the package's one vocabulary (ffn_dim) load silently.
+        config = take_renamed_arguments(config, RENAMED_ARGUMENTS, cls.__name__, warn=False)
         config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
         if isinstance(config.get("dtype"), dict):
             config["dtype"] = keras.saving.deserialize_keras_object(config["dtype"])
@@ -450,7 +477,7 @@ def DETR(
     num_encoder_layers=6,
     num_decoder_layers=6,
     num_heads=8,
-    ffn_dim=2048,
+    mlp_dim=None,
     dropout=0.1,
     dilation=False,
     auxiliary_outputs=True,
@@ -460,6 +487,7 @@ def DETR(
     loss_config=None,
     dtype=None,
     name="detr",
+    **deprecated,
 ):
     """A DETR detector (`DETRModel`) with every hyper-parameter.
 
@@ -471,7 +499,8 @@ def DETR(
         num_classes: object classes; the class head has num_classes + 1 outputs,
             the last one "no object". COCO checkpoints use 91.
         num_queries, hidden_dim, num_encoder_layers, num_decoder_layers,
-            num_heads, ffn_dim, dropout: the transformer.
+            num_heads, mlp_dim (the feed-forward width, 2048 by default; formerly
+            `ffn_dim`, which still works with a DeprecationWarning), dropout: the transformer.
         dilation: DC5 (ResNet backbones): stride 16 with a dilated last stage.
         auxiliary_outputs: also return every earlier decoder layer's predictions
             (`aux_logits`, `aux_pred_boxes`), for the auxiliary losses.
@@ -483,7 +512,7 @@ def DETR(
             checkpoint with another number of classes loads everything but the
             class head.
         input_shape: (height, width, 3); None sizes take any image size.
-        loss_config: keyword arguments of `DETRLoss` used by `fit()`.
+        loss_config: keyword arguments of `keras_vit.training.DETRLoss` used by `fit()`.
 
     Example:
     >>> import numpy as np
@@ -492,6 +521,8 @@ def DETR(
     >>> tuple(out["logits"].shape), tuple(out["pred_boxes"].shape)
     ((1, 100, 92), (1, 100, 4))
     """
+    # Called here, not in a helper, so that the DeprecationWarning points at the caller's line.
+    mlp_dim = _mlp_dim(take_renamed_arguments({"mlp_dim": mlp_dim, **deprecated}, RENAMED_ARGUMENTS, "DETR"), "DETR")
     input_shape = tuple(input_shape)
     check_input_shape(input_shape)
     weights_path = None if weights is None else resolve_weights(weights, "detr")[0]
@@ -504,7 +535,7 @@ def DETR(
         num_encoder_layers=num_encoder_layers,
         num_decoder_layers=num_decoder_layers,
         num_heads=num_heads,
-        ffn_dim=ffn_dim,
+        mlp_dim=mlp_dim,
         dropout=dropout,
         auxiliary_outputs=auxiliary_outputs,
         include_preprocessing=include_preprocessing,
@@ -550,7 +581,7 @@ def _builder(variant):
 
     label = {"resnet50": "DETRResNet50", "resnet101": "DETRResNet101"}[variant]
     build.__name__ = build.__qualname__ = label
-    build.__doc__ = f"""DETR with a {variant} backbone (d 256, 6 + 6 layers, 8 heads, FFN 2048, 100 queries).
+    build.__doc__ = f"""DETR with a {variant} backbone (d 256, 6 + 6 layers, 8 heads, MLP 2048, 100 queries).
 
     `dilation=True` is the DC5 variant. `weights="coco"` loads transformers'
     published COCO checkpoint (91 classes; downloaded once). Other keywords go to `DETR`.
