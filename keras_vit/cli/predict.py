@@ -73,17 +73,12 @@ class _Predictor:
             self.size = tuple(s or 800 for s in self.size)
 
 
-def _softmax(logits):
-    import numpy as np
-
-    z = logits - logits.max(-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(-1, keepdims=True)
-
-
 def run(args):
     """Runs `keras-vit predict`: prints the top classes (or DETR's boxes) for each image."""
     import numpy as np
+    from scipy.special import softmax
+
+    from keras_vit.models.detr.box_ops import box_cxcywh_to_xyxy
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file or directory.")
@@ -100,7 +95,7 @@ def run(args):
         return f"{labels[index]} ({index})" if labels and index < len(labels) else f"class {index}"
 
     if "pred_boxes" in outputs and "logits" in outputs:  # DETR: per query, classes + "no object"
-        probs = _softmax(outputs["logits"])[..., :-1]
+        probs = softmax(outputs["logits"], axis=-1)[..., :-1]
         for path, size, p, boxes in zip(args.images, sizes, probs, outputs["pred_boxes"]):
             print(f"{path}:")
             scores, classes = p.max(-1), p.argmax(-1)
@@ -109,8 +104,8 @@ def run(args):
             for q in keep:
                 if scores[q] < args.threshold:
                     break
-                cx, cy, w, h = boxes[q]
-                x0, y0, x1, y1 = ((cx - w / 2) * size[0], (cy - h / 2) * size[1], (cx + w / 2) * size[0], (cy + h / 2) * size[1])
+                # Normalized (cx, cy, w, h) to corners in pixels; `size` is PIL's (width, height).
+                x0, y0, x1, y1 = box_cxcywh_to_xyxy(np.asarray(boxes[q], "float64")) * np.tile(size, 2)
                 print(f"  {label(int(classes[q]))}  score {scores[q]:.3f}  box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
                 shown += 1
             if not shown:
@@ -118,7 +113,7 @@ def run(args):
         return 0
     logits = outputs["output_0"] if "output_0" in outputs else next(iter(outputs.values()))
     is_probability = np.all(logits >= 0) and np.allclose(logits.sum(-1), 1.0, atol=1e-3)
-    probs = logits if is_probability else _softmax(logits)
+    probs = logits if is_probability else softmax(logits, axis=-1)
     for path, p in zip(args.images, probs):
         print(f"{path}:")
         for rank, index in enumerate(np.argsort(-p)[: args.top_k], start=1):

@@ -58,7 +58,7 @@ def build_detector(args, config, image_size, num_classes):
 
     return DETR(cnn_backbone(config["hidden_dim"]), hidden_dim=config["hidden_dim"],
                 num_encoder_layers=config["depth"], num_decoder_layers=config["depth"], num_heads=config["num_heads"],
-                ffn_dim=config["mlp_dim"], name="detr_custom", **options)
+                mlp_dim=config["mlp_dim"], name="detr_custom", **options)
 
 
 def train_detr(args, family, config, start):

@@ -9,11 +9,13 @@ and configurations saved in `.keras` files load silently (through `from_config`)
 import warnings
 
 
-def take_renamed_arguments(kwargs, renames, owner, warn=True):
+def take_renamed_arguments(kwargs, renames, owner, warn=True, stacklevel=3):
     """Moves old-named keyword arguments in `kwargs` to their new names, in place.
 
     `renames` maps an old name to `(new_name, convert)`; `convert` (or None) turns the old
-    value into the new one. Both names given at once is an error.
+    value into the new one. Both names given at once is an error. `stacklevel` points the
+    warning at the caller's line (3: the caller of the function that calls this one), where
+    Python shows a DeprecationWarning.
 
     Example:
     >>> kwargs = {"embed_dim": 96}
@@ -31,6 +33,6 @@ def take_renamed_arguments(kwargs, renames, owner, warn=True):
             warnings.warn(
                 f"{owner}: `{old}` is now called `{new}`; the old name will be removed.",
                 DeprecationWarning,
-                stacklevel=3,
+                stacklevel=stacklevel,
             )
     return kwargs

@@ -83,7 +83,8 @@ def _check_config(image_size, patch_size, window_size, hidden_dim, depths, num_h
 
 def _hidden_dim(hidden_dim, deprecated, owner):
     """`hidden_dim` (default 96), also when given under its old name `embed_dim`."""
-    arguments = take_renamed_arguments({"hidden_dim": hidden_dim, **deprecated}, {"embed_dim": ("hidden_dim", None)}, owner)
+    arguments = take_renamed_arguments({"hidden_dim": hidden_dim, **deprecated}, {"embed_dim": ("hidden_dim", None)},
+                                       owner, stacklevel=4)  # the warning points at the user's call
     unknown = sorted(set(arguments) - {"hidden_dim"})
     if unknown:
         raise TypeError(f"{owner}() got an unexpected keyword argument {unknown[0]!r}.")

@@ -20,7 +20,7 @@ from keras_vit.layers.mlp import MLP
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
 
 
-def renamed_tnt_arguments(arguments, owner, warn=True):
+def renamed_tnt_arguments(arguments, owner, warn=True, stacklevel=4):
     """TNT's old argument names moved to the package's vocabulary, in place.
 
     `num_heads_inner`/`num_heads_outer` became `inner_num_heads`/`num_heads`, and the
@@ -41,6 +41,7 @@ def renamed_tnt_arguments(arguments, owner, warn=True):
         },
         owner,
         warn=warn,
+        stacklevel=stacklevel,
     )
 
 
