@@ -1,8 +1,9 @@
 """MAE's figure: original, masked and reconstructed images side by side, as a PNG."""
 
-import os
 
 import numpy as np
+
+from keras_vit.atomic_files import atomic_path
 
 
 def _displayable(image):
@@ -51,8 +52,8 @@ def plot_mae_reconstruction(mae, images, path, noise=None, titles=("original", "
             if row == 0:
                 axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    figure.savefig(path, dpi=80)
+    # Written to a temporary file and renamed (the format follows the extension, which it keeps).
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=80)
     plt.close(figure)
     return path
