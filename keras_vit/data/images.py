@@ -126,11 +126,15 @@ def _as_rgb_array(image, name):
     return pixels.astype("float32")
 
 
-def _resize_and_crop(pixels, image_size, crop_pct, interpolation):
+def _resize_and_crop(pixels, image_size, crop_pct, interpolation, crop_mode="center"):
     from PIL import Image
 
     height, width = pixels.shape[:2]
-    (new_h, new_w), (top, left) = resize_and_crop_geometry(height, width, image_size, crop_pct)
+    if crop_mode == "squash":  # timm's "squash": both sides to size / crop_pct, the aspect not kept
+        new_h, new_w = int(image_size[0] / crop_pct), int(image_size[1] / crop_pct)
+        top, left = int(round((new_h - image_size[0]) / 2.0)), int(round((new_w - image_size[1]) / 2.0))
+    else:
+        (new_h, new_w), (top, left) = resize_and_crop_geometry(height, width, image_size, crop_pct)
     resample = getattr(Image, _PIL_FILTERS[interpolation])
     if pixels.dtype == np.uint8:  # the RGB path of timm's loader, exactly
         resized = np.asarray(Image.fromarray(pixels).resize((new_w, new_h), resample), dtype="float32")
@@ -140,7 +144,8 @@ def _resize_and_crop(pixels, image_size, crop_pct, interpolation):
     return resized[top : top + image_size[0], left : left + image_size[1]]
 
 
-def load_image(images, model=None, image_size=None, crop_pct=None, interpolation=None, weights=None):
+def load_image(images, model=None, image_size=None, crop_pct=None, interpolation=None, weights=None,
+               crop_mode=None):
     """One image or a list of images, of any size and pixel format, as the batch a model takes.
 
     Each image (a file path, a `PIL.Image` or a NumPy array) is made RGB (see the module's docstring for
@@ -153,10 +158,13 @@ def load_image(images, model=None, image_size=None, crop_pct=None, interpolation
         images: a path, `PIL.Image` or array, or a list of them.
         model: the model whose input size to use (or give `image_size`).
         image_size: int or (height, width); default the model's input size.
-        crop_pct: the fraction of the resized image kept; default the checkpoint's (`weights`), or
+        crop_pct: the fraction of the resized image kept; default the checkpoint's (`weights`), the
+            model's own (a model trained by `keras-vit train` keeps how its images were resized), or
             `image_recipe(image_size=...)`'s.
         interpolation: "bicubic", "bilinear" or "nearest"; default as `crop_pct`.
         weights: a published checkpoint's name whose recipe to follow.
+        crop_mode: "center" (keep the aspect, crop the centre) or "squash" (timm's: resize both sides to
+            `image_size / crop_pct`, the aspect not kept, then crop); default as `crop_pct`, else "center".
 
     Returns:
         float32 array (N, height, width, 3), RGB pixels in [0, 255].
@@ -174,17 +182,24 @@ def load_image(images, model=None, image_size=None, crop_pct=None, interpolation
     size = _model_image_size(model) if image_size is None else image_size
     size = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     recipe = image_recipe(weights) if weights is not None else image_recipe(image_size=size if size[0] == size[1] else size)
+    if weights is None and model is not None:
+        from keras_vit.labels import get_image_recipe
+
+        recipe.update(get_image_recipe(model) or {})  # how the model was trained (keras-vit train)
     crop_pct = recipe["crop_pct"] if crop_pct is None else crop_pct
     interpolation = recipe["interpolation"] if interpolation is None else interpolation
+    crop_mode = recipe.get("crop_mode", "center") if crop_mode is None else crop_mode
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
+    if crop_mode not in ("center", "squash"):
+        raise ValueError(f"crop_mode must be 'center' or 'squash', got {crop_mode!r}.")
     items = list(images) if isinstance(images, (list, tuple)) else [images]
     if not items:
         raise ValueError("load_image got an empty list of images.")
     batch = []
     for index, image in enumerate(items):
         name = os.fspath(image) if isinstance(image, (str, os.PathLike)) else f"image {index}"
-        batch.append(_resize_and_crop(_as_rgb_array(image, name), size, crop_pct, interpolation))
+        batch.append(_resize_and_crop(_as_rgb_array(image, name), size, crop_pct, interpolation, crop_mode))
     return np.stack(batch)
 
 

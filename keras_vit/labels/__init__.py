@@ -147,11 +147,14 @@ def decode_detections(outputs, image_sizes, threshold=0.5, class_names=None):
     return results
 
 
-def with_class_names(model, class_names):
+def with_class_names(model, class_names, image_recipe=None):
     """The classifier `model` with a `ClassNames` layer at its output, so that it keeps `class_names`
     through `model.save(...)`/`keras.saving.load_model` and into `export_tflite`/`export_saved_model`
     (a labels file next to the export). The layers (and weights) are the model's own; the logits are
     unchanged. Call it before `compile()`.
+
+    `image_recipe` (optional): how the training images were resized, `load_image`'s `crop_mode`,
+    `crop_pct` and `interpolation` as a dict; `keras_vit.load_image(image, model)` then follows it.
 
     Example:
     >>> import keras_vit
@@ -180,7 +183,10 @@ def with_class_names(model, class_names):
         raise ValueError(
             f"{len(names)} class names for {model.name}, whose head has {logits.shape[-1]} classes: give one name per class."
         )
-    return keras.Model(model.inputs, ClassNames(names, name="class_names")(logits), name=model.name)
+    if image_recipe is None and isinstance(last, ClassNames):
+        image_recipe = last.image_recipe
+    head = ClassNames(names, image_recipe=image_recipe, name="class_names")
+    return keras.Model(model.inputs, head(logits), name=model.name)
 
 
 def get_class_names(model):
@@ -194,6 +200,20 @@ def get_class_names(model):
     for layer in reversed(getattr(model, "layers", [])):
         if isinstance(layer, ClassNames):
             return layer.class_names
+    return None
+
+
+def get_image_recipe(model):
+    """How `model`'s training images were resized (see `with_class_names`), or None.
+
+    Example:
+    >>> import keras
+    >>> get_image_recipe(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])) is None
+    True
+    """
+    for layer in reversed(getattr(model, "layers", [])):
+        if isinstance(layer, ClassNames):
+            return layer.image_recipe
     return None
 
 
