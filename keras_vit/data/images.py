@@ -244,3 +244,35 @@ def resize_and_center_crop(image, image_size, crop_pct=DEFAULT_CROP_PCT, interpo
     top = tf.cast(tf.round((new_h - target_h) / 2), tf.int32)
     left = tf.cast(tf.round((new_w - target_w) / 2), tf.int32)
     return tf.image.crop_to_bounding_box(image, top, left, target_h, target_w)
+
+
+def with_image_resizing(model, input_shape, crop_pct=None, interpolation=None, weights=None):
+    """`model` behind a `ResizeAndCenterCrop` layer: a model (and a SavedModel or .tflite file exported
+    from it) that takes frames of `input_shape` (height, width, 3), e.g. a camera's, and resizes and crops
+    them inside as `load_image` does (recipe from `weights`, the model, or `image_recipe`). The class
+    names the model keeps (`keras_vit.with_class_names`) are kept.
+
+    Example:
+    >>> import numpy as np, keras_vit
+    >>> model = keras_vit.VisionTransformer(image_size=32, patch_size=8, hidden_dim=48, depth=1,
+    ...                                     num_heads=3, mlp_dim=96, num_classes=10)
+    >>> camera_model = with_image_resizing(model, (300, 451, 3))
+    >>> camera_model.predict(np.zeros((1, 300, 451, 3), "float32"), verbose=0).shape
+    (1, 10)
+    """
+    import keras
+
+    from keras_vit.labels import get_class_names, get_image_recipe, with_class_names
+    from keras_vit.layers.preprocessing import ResizeAndCenterCrop
+
+    size = _model_image_size(model)
+    recipe = image_recipe(weights) if weights is not None else image_recipe(image_size=size)
+    if weights is None:
+        recipe.update(get_image_recipe(model) or {})
+    inputs = keras.Input(tuple(input_shape), name="images")
+    resize = ResizeAndCenterCrop(size, crop_pct=recipe["crop_pct"] if crop_pct is None else crop_pct,
+                                 interpolation=interpolation or recipe["interpolation"],
+                                 crop_mode=recipe.get("crop_mode", "center"), name="resize_and_center_crop")
+    resized = keras.Model(inputs, model(resize(inputs)), name=f"{model.name}_resizing")
+    names = get_class_names(model)
+    return resized if names is None else with_class_names(resized, names, image_recipe=get_image_recipe(model))

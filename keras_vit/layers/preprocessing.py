@@ -83,7 +83,9 @@ def resize_and_crop_geometry(height, width, image_size, crop_pct=DEFAULT_CROP_PC
 class ResizeAndCenterCrop(keras.layers.Layer):
     """Brings images of one fixed size (a camera's frames) to the model's `image_size` as the
     checkpoint's evaluation recipe does: resize keeping the aspect to `image_size / crop_pct`
-    (antialiased, `interpolation` as timm's pretrained config says), then a centre crop.
+    (antialiased, `interpolation` as timm's pretrained config says), then a centre crop; with
+    `crop_mode="squash"` both sides are resized to `image_size / crop_pct` (the aspect not kept), as
+    `keras-vit train`'s pipeline does with crop_pct 1.0.
 
     Put in front of a model (`keras_vit.with_image_resizing(model, input_shape)`) so that an exported
     SavedModel or .tflite file takes frames of `input_shape` directly. The input's height and width
@@ -97,7 +99,8 @@ class ResizeAndCenterCrop(keras.layers.Layer):
     (1, 32, 32, 3)
     """
 
-    def __init__(self, image_size, crop_pct=DEFAULT_CROP_PCT, interpolation=DEFAULT_INTERPOLATION, **kwargs):
+    def __init__(self, image_size, crop_pct=DEFAULT_CROP_PCT, interpolation=DEFAULT_INTERPOLATION, crop_mode="center",
+                 **kwargs):
         super().__init__(**kwargs)
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         self.image_size = (int(size[0]), int(size[1]))
@@ -105,6 +108,9 @@ class ResizeAndCenterCrop(keras.layers.Layer):
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
         self.interpolation = interpolation
+        if crop_mode not in ("center", "squash"):
+            raise ValueError(f"crop_mode must be 'center' or 'squash', got {crop_mode!r}.")
+        self.crop_mode = crop_mode
         resize_and_crop_geometry(1, 1, self.image_size, self.crop_pct)  # checks crop_pct
 
     def build(self, input_shape):
@@ -118,7 +124,11 @@ class ResizeAndCenterCrop(keras.layers.Layer):
 
     def call(self, inputs):
         height, width = inputs.shape[1], inputs.shape[2]
-        (new_h, new_w), (top, left) = resize_and_crop_geometry(height, width, self.image_size, self.crop_pct)
+        if self.crop_mode == "squash":
+            new_h, new_w = (int(side / self.crop_pct) for side in self.image_size)
+            top, left = int(round((new_h - self.image_size[0]) / 2.0)), int(round((new_w - self.image_size[1]) / 2.0))
+        else:
+            (new_h, new_w), (top, left) = resize_and_crop_geometry(height, width, self.image_size, self.crop_pct)
         x = ops.cast(inputs, self.compute_dtype)
         if (new_h, new_w) != (height, width):
             x = ops.image.resize(x, (new_h, new_w), interpolation=self.interpolation, antialias=True)
@@ -130,5 +140,5 @@ class ResizeAndCenterCrop(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update({"image_size": list(self.image_size), "crop_pct": self.crop_pct,
-                       "interpolation": self.interpolation})
+                       "interpolation": self.interpolation, "crop_mode": self.crop_mode})
         return config
