@@ -49,7 +49,7 @@ def test_predict_on_a_photo_of_any_size(vit, tmp_path):
     expected = np.asarray(Image.open(path).resize((52, 35), Image.BICUBIC), "float32")[2:34, 10:42]
     np.testing.assert_array_equal(from_path[0], expected)
     batch = keras_vit.load_image([path, photo], vit)
-    assert vit.predict(batch, verbose=0).shape == (2, 10)
+    assert vit.predict_on_batch(batch).shape == (2, 10)
 
 
 def test_tf_data_and_in_model_resizing_agree_with_pillow():
