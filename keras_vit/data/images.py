@@ -174,8 +174,9 @@ def load_image(images, model=None, image_size=None, crop_pct=None, interpolation
     >>> model = keras_vit.VisionTransformer(image_size=32, patch_size=8, hidden_dim=48, depth=1,
     ...                                     num_heads=3, mlp_dim=96, num_classes=10)
     >>> photo = np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype="uint8")
-    >>> model.predict(load_image(photo, model), verbose=0).shape
-    (1, 10)
+    >>> batch = load_image(photo, model)  # then model.predict(batch)
+    >>> batch.shape
+    (1, 32, 32, 3)
     """
     if model is None and image_size is None:
         raise ValueError("load_image needs the model (or image_size=) to know the input size.")
