@@ -91,6 +91,7 @@ def test_pixel_formats_are_converted_as_documented(tmp_path):
     from_16 = keras_vit.load_image(str(tmp_path / "grey16.png"), image_size=size, crop_pct=1.0)[0]
     # Pillow resizes 8-bit images in fixed point and rounds; 16-bit pixels are resized as floats.
     np.testing.assert_allclose(from_16, from_grey[0], atol=1.0)
+    np.testing.assert_allclose(keras_vit.load_image(grey16, image_size=size, crop_pct=1.0)[0], from_16, atol=1e-3)
     # Smaller than one patch: upscaled like any other image.
     tiny = keras_vit.load_image(rgb[:3, :5], image_size=size)
     assert tiny.shape == (1, size, size, 3) and np.isfinite(tiny).all()

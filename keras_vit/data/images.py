@@ -10,7 +10,8 @@ Pixel formats (what `load_image` does with them, documented and tested):
 - grey (PIL "L", "1", or an (H, W) / (H, W, 1) array): the grey value is repeated over R, G and B;
 - RGBA, LA, palette with transparency: the alpha channel is dropped (the colour values are kept as they
   are, as PIL's `convert("RGB")` and timm's loader do), CMYK/YCbCr: converted to RGB by PIL;
-- 16-bit (PNG "I;16" or "I", a uint16 array): scaled to [0, 255] as `value * 255 / 65535`;
+- 16-bit (PNG "I;16", a uint16 array; Pillow's 32-bit "I" or int arrays when a value exceeds 255):
+  scaled to [0, 255] as `value * 255 / 65535`;
 - float arrays are taken to be pixels in [0, 255] already; other dtypes are refused;
 - an image smaller than the model's input, even smaller than one patch, is upscaled like any other;
 - a file that is not an image raises `ValueError` naming it.
@@ -96,7 +97,9 @@ def _as_rgb_array(image, name):
         except UnidentifiedImageError:
             raise ValueError(f"{path}: not an image file that Pillow can read (PNG, JPEG, BMP, WebP, ...).") from None
     if isinstance(image, Image.Image):
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        if image.mode.startswith("I;16"):
+            pixels = np.asarray(image).astype("uint16")  # 16-bit: scaled below
+        elif image.mode == "I":
             pixels = np.asarray(image)
         elif image.mode == "F":
             pixels = np.asarray(image, dtype="float32")
@@ -119,10 +122,9 @@ def _as_rgb_array(image, name):
         raise ValueError(f"{name}: the image is empty ({pixels.shape[0]}x{pixels.shape[1]} pixels).")
     if pixels.dtype == np.uint8:
         return pixels
-    if np.issubdtype(pixels.dtype, np.integer):
-        if pixels.dtype in (np.uint16, np.int32) and (pixels.dtype == np.uint16 or pixels.max() > 255):
-            return pixels.astype("float32") * (255.0 / 65535.0)  # 16-bit pixels
-        return pixels.astype("float32")
+    # uint16 pixels are 16-bit; wider integers (Pillow's "I") are taken as 16-bit when they exceed 255.
+    if pixels.dtype == np.uint16 or (np.issubdtype(pixels.dtype, np.integer) and pixels.max() > 255):
+        return pixels.astype("float32") * (255.0 / 65535.0)
     return pixels.astype("float32")
 
 
