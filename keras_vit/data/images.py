@@ -172,9 +172,8 @@ def load_image(images, model=None, image_size=None, crop_pct=None, interpolation
         float32 array (N, height, width, 3), RGB pixels in [0, 255].
 
     Example:
-    >>> import numpy as np, keras_vit
-    >>> model = keras_vit.VisionTransformer(image_size=32, patch_size=8, hidden_dim=48, depth=1,
-    ...                                     num_heads=3, mlp_dim=96, num_classes=10)
+    >>> import keras, numpy as np
+    >>> model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.GlobalAveragePooling2D()])
     >>> photo = np.random.default_rng(0).integers(0, 256, (300, 451, 3), dtype="uint8")
     >>> batch = load_image(photo, model)  # then model.predict(batch)
     >>> batch.shape
@@ -256,12 +255,12 @@ def with_image_resizing(model, input_shape, crop_pct=None, interpolation=None, w
     names the model keeps (`keras_vit.with_class_names`) are kept.
 
     Example:
-    >>> import numpy as np, keras_vit
-    >>> model = keras_vit.VisionTransformer(image_size=32, patch_size=8, hidden_dim=48, depth=1,
-    ...                                     num_heads=3, mlp_dim=96, num_classes=10)
-    >>> camera_model = with_image_resizing(model, (300, 451, 3))
-    >>> camera_model.predict(np.zeros((1, 300, 451, 3), "float32"), verbose=0).shape
-    (1, 10)
+    >>> import keras
+    >>> inputs = keras.Input((32, 32, 3))
+    >>> model = keras.Model(inputs, keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(inputs)))
+    >>> camera_model = with_image_resizing(model, (300, 451, 3))  # then camera_model.predict(frames)
+    >>> camera_model.input_shape, camera_model.output_shape
+    ((None, 300, 451, 3), (None, 10))
     """
     import keras
 
