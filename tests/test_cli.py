@@ -59,6 +59,12 @@ def test_train_in_process_to_a_chosen_path(tmp_path, capsys):
     assert f"Model saved to: {output}" in out
     accuracy = float(re.search(r"Test accuracy: ([0-9.]+)", out).group(1))
     model = keras.saving.load_model(str(output))
+    # The model keeps the dataset's class names, and the .tflite files get them in labels files.
+    import keras_vit
+
+    assert keras_vit.get_class_names(model) == tuple(str(digit) for digit in range(10))
+    for stem in ("model", "model_int8"):
+        assert (output.parent / f"{stem}.labels.txt").read_text().split() == [str(digit) for digit in range(10)]
     # The printed accuracy is the saved model's accuracy on the test split.
     from keras_vit.data import digits_dataset
 

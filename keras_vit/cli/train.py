@@ -337,6 +337,12 @@ def train_classifier(args, family, config, start):
     if args.weights:
         progress(f"Building {args.model} with the weights {args.weights}")
     model = build_classifier(args, family, config, image_size, data.num_classes)
+    # The model keeps its class names (the dataset's folder or tfds label names) and how its images were
+    # resized, through the .keras file and into the .tflite files' labels files.
+    from keras_vit.data.classification import PIPELINE_IMAGE_RECIPE
+    from keras_vit.labels import with_class_names
+
+    model = with_class_names(model, data.class_names, image_recipe=PIPELINE_IMAGE_RECIPE)
     steps_per_epoch = data.steps_per_epoch
     total_steps = steps_per_epoch * args.epochs
     warmup_epochs = default_warmup_epochs(args.epochs) if args.warmup_epochs is None else args.warmup_epochs
