@@ -113,14 +113,16 @@ def test_attention_of_a_deit_peaks_at_the_planted_patch_without_warnings(planted
 
 def test_recording_leaves_normal_calls_as_they_are(planted_deit):
     image = np.random.default_rng(2).uniform(0, 1, (2, 32, 32, 3)).astype("float32")
-    plain = to_numpy(planted_deit(image, training=False))
-    with recorded_attention() as records:
-        recorded = to_numpy(planted_deit(image, training=False))
-    assert len(records) == 1 and tuple(records[0][1].shape) == (2, 2, 18, 18)
-    np.testing.assert_allclose(recorded, plain, atol=1e-5)  # explicit path vs fused path
+    from keras_vit.viz.attention import _recorded_call
+
+    plain = to_numpy(planted_deit.predict_on_batch(image))
+    recorded, records = _recorded_call(planted_deit, image)
+    assert len(records) == 1 and records[0][0] is planted_deit.get_layer("block_0").attn
+    assert tuple(records[0][1].shape) == (2, 2, 18, 18)
+    np.testing.assert_allclose(to_numpy(recorded), plain, atol=1e-5)  # explicit path vs fused path
     with recorded_attention() as records:
         pass
-    planted_deit(image, training=False)
+    planted_deit.predict_on_batch(image)
     assert records == []
 
 
@@ -134,6 +136,15 @@ def test_swin_window_attention_is_mapped_back_through_shift_and_windows():
     heat_map = window_attention_to_map(scores, block, batch_size=1)[0, 0]
     # Shifted position (4, 4) is (4 + 2, 4 + 2) on the image: the block shifted the map by -2.
     assert np.unravel_index(heat_map.argmax(), heat_map.shape) == (6, 6)
+
+    # The mapping inverts the block's own shift and window cut, on a map that does not fill whole windows.
+    from keras_vit.models.swin.swin_layers import cyclic_shift, window_partition
+
+    block = SwinBlock(hidden_dim=8, num_heads=2, input_resolution=(8, 12), window_size=4, shift_size=2)
+    values = np.random.default_rng(4).uniform(size=(2, 8, 12, 2)).astype("float32")
+    windows = to_numpy(window_partition(to_numpy(cyclic_shift(values, (-2, -2))), block.window_size))
+    scores = np.repeat(np.transpose(windows, (0, 2, 1))[:, :, None, :], 16, axis=2)  # every query: the values
+    np.testing.assert_allclose(window_attention_to_map(scores, block, 2), values.transpose(0, 3, 1, 2), atol=1e-6)
 
 
 def test_swin_tnt_and_detr_pictures_have_the_asked_pixel_size(tmp_path):

@@ -55,10 +55,24 @@ def _image_batch(model, images):
 
 
 def _recorded_call(model, batch):
-    """Calls the model once, eagerly, and returns its outputs and its attention records."""
-    with recorded_attention() as records:
-        outputs = model(batch, training=False)
-    return outputs, records
+    """Calls the model once and returns its outputs and its attention records [(layer, weights)]."""
+
+    def call(images):
+        with recorded_attention() as records:
+            outputs = model(images, training=False)
+        layers[:] = [layer for layer, _ in records]
+        return outputs, [scores for _, scores in records]
+
+    layers = []
+    if keras.backend.backend() == "jax":
+        # Eager JAX compiles every op on its own; one jitted call compiles once (the weights
+        # are returned as outputs, so no tracer leaks out of the recording).
+        import jax
+
+        outputs, scores = jax.jit(call)(batch)
+    else:
+        outputs, scores = call(batch)
+    return outputs, list(zip(layers, scores))
 
 
 # ----------------------------------------------------------------------- ViT, DeiT, TNT
@@ -211,16 +225,15 @@ def window_attention_to_map(scores, block, batch_size):
     >>> window_attention_to_map(np.full((4, 2, 4, 4), 0.25), block, batch_size=1).shape
     (1, 2, 4, 4)
     """
-    from keras_vit.models.swin.swin_layers import cyclic_shift, window_merge
-
     received = np.asarray(keras.ops.convert_to_numpy(scores), "float32").mean(axis=2)  # (B*nW, heads, N)
-    windows = np.transpose(received, (0, 2, 1))  # (B*nW, N, heads)
-    height, width = block.padded_resolution
-    merged = keras.ops.convert_to_numpy(window_merge(windows, block.window_size, height, width))
+    heads = received.shape[1]
+    (height, width), (window_h, window_w) = block.padded_resolution, block.window_size
+    # NumPy inverse of `window_partition` (windows row-major per image, tokens row-major per window).
+    merged = received.reshape(-1, height // window_h, width // window_w, heads, window_h, window_w)
+    merged = merged.transpose(0, 1, 4, 2, 5, 3).reshape(-1, height, width, heads)
     merged = merged[:batch_size, : block.input_resolution[0], : block.input_resolution[1]]
-    shift = block.shift_size
-    if shift[0] or shift[1]:
-        merged = keras.ops.convert_to_numpy(cyclic_shift(merged, shift))
+    # The block rolled its input by -shift before cutting windows: roll back.
+    merged = np.roll(merged, block.shift_size, axis=(1, 2))
     return np.transpose(np.asarray(merged, "float32"), (0, 3, 1, 2))
 
 
