@@ -73,9 +73,17 @@ def model_name_type(task=None, extra=()):
 
 
 def add_verbose_flag(parser):
-    """`--verbose`: TensorFlow's C++ log lines, hidden by default, reach stderr."""
+    """`-v`/`--verbose`: TensorFlow's C++ log lines, hidden by default, reach stderr.
+
+    Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> add_verbose_flag(parser)
+    >>> parser.parse_args(["-v"]).verbose
+    True
+    """
     parser.add_argument(
-        "--verbose", action="store_true",
+        "-v", "--verbose", action="store_true",
         help="show TensorFlow's C++ log lines (hidden by default; those printed when TensorFlow starts "
              "under the TensorFlow backend show with TF_CPP_MIN_LOG_LEVEL=0 in the environment)",
     )
