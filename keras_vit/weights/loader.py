@@ -5,28 +5,42 @@ import os
 import numpy as np
 
 from keras_vit.weights import formats
-from keras_vit.weights.published import PUBLISHED_WEIGHTS, fetch_published, published_names
+from keras_vit.weights.published import PUBLISHED_WEIGHTS, fetch_published, hub_download, hub_name, published_names
 
 
 def resolve_weights(weights, family):
-    """`(path, published_entry_or_None)` for a `weights=` value."""
+    """`(path, published_entry_or_None)` for a `weights=` value.
+
+    `weights` is a local file, a published name, or a name as copied from the hub:
+    `"timm/<name>"`, `"hf-hub:timm/<name>"` (timm's `model.safetensors`) or `"owner/repo"`
+    (its `model.safetensors`, or the file the table names, e.g. `"facebook/detr-resnet-50"`).
+
+    Example:
+    >>> import keras_vit
+    >>> path, entry = resolve_weights(fixture_path("vit_tiny.safetensors"), "vit")
+    >>> entry is None
+    True
+    """
     if isinstance(weights, os.PathLike):
         weights = os.fspath(weights)
     if not isinstance(weights, str):
         raise TypeError(f"weights must be None, a file path or a published weights name, got {type(weights).__name__}.")
     if os.path.exists(weights):
         return weights, None
-    entry = PUBLISHED_WEIGHTS.get(weights)
+    name, repo_id = hub_name(weights)
+    entry = PUBLISHED_WEIGHTS.get(name) if name is not None else None
     if entry is not None:
         if entry["family"] != family:
             raise ValueError(f"The weights {weights!r} are for a {entry['family']} model, not {family}.")
-        return fetch_published(weights), entry
+        return fetch_published(name), entry
+    if repo_id is not None:  # a hub repository the table does not list: its safetensors file
+        return hub_download(repo_id, "model.safetensors", description=weights), None
     if os.sep in weights or weights.endswith((".safetensors", ".pth", ".bin", ".npz", ".h5", ".keras")):
         raise FileNotFoundError(f"No weights file at {weights!r}.")
     names = "\n  ".join(published_names(family)) or "(none yet)"
     raise ValueError(
-        f"Unknown weights {weights!r}: neither a file nor a published {family} checkpoint. "
-        f"Published {family} checkpoints:\n  {names}"
+        f"Unknown weights {weights!r}: neither a file nor a published {family} checkpoint "
+        f"(hub names are written \"timm/<name>\" or \"owner/repo\"). Published {family} checkpoints:\n  {names}"
     )
 
 
