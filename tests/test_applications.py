@@ -55,7 +55,7 @@ def test_the_old_word_gap_warns_at_the_users_line():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model = keras_vit.ViTTi16(pooling="gap", **SMALL_VIT)
-        generic = keras_vit.TNT(image_size=32, hidden_dim=64, inner_dim=16, depth=1, pooling="gap")
+        generic = keras_vit.TNT(image_size=32, hidden_dim=64, inner_dim=16, depth=1, num_heads=4, pooling="gap")
     deprecations = [w for w in caught if issubclass(w.category, DeprecationWarning) and "'gap'" in str(w.message)]
     assert len(deprecations) == 2 and all(w.filename == __file__ for w in deprecations)
     assert model.get_layer("fc_norm") is not None and generic.get_layer("gap") is not None

@@ -178,7 +178,7 @@ def named_builder(builder_name, model_fn, config, summary, pooling, example_size
             image_size=tuple(input_shape[:2]), num_channels=input_shape[2], num_classes=num_classes,
             include_top=include_top, pooling=pooling, weights=weights, include_preprocessing=include_preprocessing,
             dropout=dropout, drop_path_rate=drop_path_rate, classifier_activation=classifier_activation, name=name,
-            input_tensor=input_tensor, **config, **kwargs,
+            input_tensor=input_tensor, **{**config, **kwargs},
         )
         if prepare is not None:
             prepare(arguments, input_shape)
