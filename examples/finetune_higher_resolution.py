@@ -10,7 +10,22 @@ LoRA on the attention and MLP projections (`enable_lora`, head and LoRA factors 
 
 Prints test accuracy (360 held-out digits) at each step, trainable parameters and times.
 
-Run (any backend; the defaults take about a minute on two CPU cores):
+Measured (JAX, defaults, seed 0; 6 min 34 s wall on a 2-core CPU shared with other jobs, load
+average about 12 -- the target is about 2 minutes on an idle machine, not measured):
+
+    model                                      accuracy  trainable epochs seconds
+    16x16, trained from scratch                  0.9722    136,906     15    49.3
+    32x32, loaded, not fine-tuned                0.2028          0      0     0.0
+    32x32, fine-tuned (layer decay 0.75)         0.7694    139,978      3    76.5
+    32x32, LoRA rank 4 + head                    0.6111     12,938      3    98.3
+    32x32, from scratch (same epochs)            0.2000    139,978      3    95.7
+
+As loaded, the 32x32 model is near chance: upscaling the digits 4x instead of 2x puts a
+quarter of the stroke in each patch, so the patch embedding sees other inputs (the train/test
+resolution discrepancy); three epochs of fine-tuning from the checkpoint reach 0.77, and the
+same three epochs from scratch 0.20.
+
+Run (any backend):
     KERAS_BACKEND=jax python examples/finetune_higher_resolution.py
     python examples/finetune_higher_resolution.py --low-epochs 30 --high-epochs 5
 """
