@@ -59,3 +59,4 @@ from keras_vit.models import (
 from keras_vit.training import DistillationModel
 from keras_vit.models.mae import MAEViTB16, MAEViTH14, MAEViTL16, MaskedAutoencoder
 from keras_vit.models.vit import add_prompts
+from keras_vit.models.loading import load_weights

@@ -110,8 +110,9 @@ _DOWNLOAD = textwrap.dedent(
     """
     import sys
     from keras_vit.weights import published
+    # An entry with only a url (no hub repository) downloads through keras.utils.get_file.
     published.register_published({**published.timm_entry("test_model.v1", "vit", 10, 32, (0.5,) * 3, (0.5,) * 3),
-                                  "url": sys.argv[1]})
+                                  "url": sys.argv[1], "repo_id": None})
     print(published.fetch_published("test_model.v1"), flush=True)
     """
 )

@@ -93,8 +93,9 @@ def add_parser(subparsers):
                        help=f"square input size (default: {DEFAULT_CUSTOM_IMAGE_SIZE} for custom classifiers, "
                             f"{DETECTION_IMAGE_SIZE} for detectors on the shapes, the registry's size (224) for "
                             "named classifiers)")
-    model.add_argument("--pooling", choices=("token", "avg"), default=None,
-                       help="classifiers: class token or mean of the patch tokens (default: the family's; Swin: avg)")
+    model.add_argument("--pooling", choices=("token", "avg", "max"), default=None,
+                       help="classifiers: class token, mean or maximum of the patch tokens (default: the family's; "
+                            "Swin: avg)")
     model.add_argument("--weights", default=None,
                        help="start from a checkpoint: imagenet (coco for DETR), a published name or a file; the "
                             "head is re-initialized for the dataset's classes")
@@ -286,8 +287,6 @@ def build_classifier(args, family, config, image_size, num_classes):
     pooling = args.pooling
     if family == "swin" and pooling == "token":
         raise CommandError("--pooling token: Swin has no class token; it pools with avg.")
-    if family != "swin" and pooling == "avg":
-        pooling = "gap"  # ViT, DeiT and TNT call the mean of the patch tokens "gap"
     options = dict(num_classes=num_classes, weights=args.weights, include_preprocessing=True, dropout=args.dropout,
                    drop_path_rate=args.drop_path_rate, seed=args.seed)
     if pooling is not None:

@@ -63,6 +63,27 @@ class PositionEmbedding(keras.layers.Layer):
             embedding = self.resampled(embedding, source_grid, method)
         self.embedding.assign(embedding)
 
+    def resample_weight(self, variable, array):
+        """`array`, a saved `embedding` of another square grid, resampled to this layer's grid
+        (timm's bicubic with antialias); what loading a Keras file of another resolution calls.
+
+        Example:
+        >>> import numpy as np
+        >>> layer = PositionEmbedding(grid_size=(6, 6))
+        >>> layer.build((None, 37, 8))
+        >>> layer.resample_weight(layer.embedding, np.zeros((1, 17, 8), "float32")).shape
+        (1, 37, 8)
+        """
+        positions = array.shape[1] - self.num_prefix_tokens
+        side = int(round(max(positions, 0) ** 0.5))
+        if array.ndim != 3 or side * side != positions or array.shape[-1] != variable.shape[-1]:
+            raise ValueError(
+                f"{self.name}: cannot resample a saved position embedding of shape {tuple(array.shape)} to "
+                f"{tuple(variable.shape)}: only a square grid of the same width can be resampled (a file saved "
+                "at a non-square size loads into a model of that size only)."
+            )
+        return self.resampled(array, (side, side))
+
     def compute_output_shape(self, input_shape):
         return input_shape
 

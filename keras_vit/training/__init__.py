@@ -18,6 +18,16 @@ from keras_vit.training.recipe import (
     warmup_cosine_schedule,
 )
 
+# Fine-tuning (keras_vit/training/finetune.py).
+from keras_vit.training.finetune import (
+    ScaledAdamW,
+    enable_lora,
+    freeze_backbone,
+    layer_decay_multipliers,
+    layer_decay_optimizer,
+    unfreeze,
+)
+
 # DETR (keras_vit/training/detr_*.py, keras_vit/training/coco_callback.py).
 from keras_vit.data.detection import pad_detection_targets, validate_detection_targets
 from keras_vit.models.detr.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections

@@ -42,7 +42,7 @@ from keras_vit.models.detr.detr_layers import (
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 from keras_vit.models.resnet import resnet_model as resnet
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
-from keras_vit.models.builder_args import check_input_shape
+from keras_vit.models.builder_args import check_input_shape, classes_alias
 from keras_vit.models.detr.convert_detr import convert_detr
 from keras_vit.models.detr.detr_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
@@ -524,7 +524,7 @@ def DETR(
     # Called here, not in a helper, so that the DeprecationWarning points at the caller's line.
     mlp_dim = _mlp_dim(take_renamed_arguments({"mlp_dim": mlp_dim, **deprecated}, RENAMED_ARGUMENTS, "DETR"), "DETR")
     input_shape = tuple(input_shape)
-    check_input_shape(input_shape)
+    check_input_shape(input_shape, name, fixed_size=False)
     weights_path = None if weights is None else resolve_weights(weights, "detr")[0]
     feature_extractor = _make_backbone(backbone, dilation, input_shape, dtype)
     model = DETRModel(
@@ -560,8 +560,12 @@ def _builder(variant):
         auxiliary_outputs=True,
         dropout=0.1,
         name=None,
+        classes=None,
         **kwargs,
     ):
+        num_classes = classes_alias(num_classes, classes, label, default=91)
+        if input_shape is None:  # keras.applications' word for the canonical size: any size, here
+            input_shape = (None, None, 3)
         if weights == "coco":
             weights = DEFAULT_WEIGHTS[(variant, bool(dilation))]
         suffix = "_dc5" if dilation else ""
@@ -584,7 +588,9 @@ def _builder(variant):
     build.__doc__ = f"""DETR with a {variant} backbone (d 256, 6 + 6 layers, 8 heads, MLP 2048, 100 queries).
 
     `dilation=True` is the DC5 variant. `weights="coco"` loads transformers'
-    published COCO checkpoint (91 classes; downloaded once). Other keywords go to `DETR`.
+    published COCO checkpoint (91 classes; downloaded once; also by its hub name
+    "facebook/detr-resnet-50"). Any input size: `input_shape` None and (None, None, 3) are
+    the same; `classes` is another name of `num_classes`. Other keywords go to `DETR`.
 
     Example:
     >>> model = {label}(num_classes=91)

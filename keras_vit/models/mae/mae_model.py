@@ -237,10 +237,10 @@ class MaskedAutoencoder(keras.Model):
         results["mask"] = ops.convert_to_numpy(patch_mask)
         return results
 
-    def to_vision_transformer(self, num_classes=1000, pooling="gap", include_top=True, **kwargs):
+    def to_vision_transformer(self, num_classes=1000, pooling="avg", include_top=True, **kwargs):
         """The encoder as a `keras_vit.VisionTransformer` with the same weights, for fine-tuning.
 
-        `pooling="gap"` (mean of the patch tokens, then `fc_norm`, filled from the
+        `pooling="avg"` (mean of the patch tokens, then `fc_norm`, filled from the
         encoder's final norm) is how MAE fine-tunes; "token" keeps the class token and
         `norm`. The head is new. Keywords override `VisionTransformer` arguments
         (`drop_path_rate=0.1` as MAE fine-tunes ViT-B, for example). The position

@@ -241,6 +241,23 @@ class WindowAttention(keras.layers.Layer):
         self.proj.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
         self.built = True
 
+    def resample_weight(self, variable, array):
+        """`array`, a saved bias table of another window size, resampled to this layer's window
+        (timm's `resize_rel_pos_bias_table`); what loading a Keras file of another resolution calls.
+
+        Example:
+        >>> import numpy as np
+        >>> attn = WindowAttention(hidden_dim=32, num_heads=2, window_size=4)
+        >>> attn.build((None, 16, 32))
+        >>> attn.resample_weight(attn.relative_position_bias_table, np.zeros((9, 2), "float32")).shape
+        (49, 2)
+        """
+        from keras_vit.models.swin.convert_swin import resample_relative_position_bias_table
+
+        if variable is not self.relative_position_bias_table or array.ndim != 2 or array.shape[1] != self.num_heads:
+            return array  # not a bias table of this layer: left for the strict check to report
+        return resample_relative_position_bias_table(array, self.window_size)
+
     def relative_position_bias(self):
         """The (heads, N, N) bias added to the attention logits."""
         n = self.window_area

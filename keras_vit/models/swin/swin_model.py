@@ -24,7 +24,7 @@ from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_vit.models.swin.swin_layers import PatchMerging, SwinBlock
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
-from keras_vit.models.builder_args import default_weights, named_builder
+from keras_vit.models.builder_args import default_weights, functional_model, model_inputs, named_builder, pooling_word
 from keras_vit.models.swin.convert_swin import convert_swin
 from keras_vit.models.swin.swin_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
@@ -118,6 +118,7 @@ def SwinTransformer(
     seed=None,
     dtype=None,
     name="swin_transformer",
+    input_tensor=None,
     **deprecated,
 ):
     """A Swin Transformer as a functional `keras.Model` (channels-last images).
@@ -134,8 +135,10 @@ def SwinTransformer(
             `mlp_ratio` times its width.
         num_classes: classifier outputs (with `include_top=True`).
         include_top: add the classifier head (`head`).
-        pooling: "avg" (global average of the final map, after `norm`) or, with
-            `include_top=False`, None: the final (B, H/32, W/32, C) map after `norm`.
+        pooling: "avg" (global average of the final map, after `norm`), "max"
+            (its maximum) or, with `include_top=False`, None: the final
+            (B, H/32, W/32, C) map after `norm`. Swin has no class token ("token").
+        input_tensor: a Keras tensor to use as the model's input.
         features_only: return a dict of every stage's raw output map, keyed
             `"stride_{s}"` (for example `"stride_4"` ... `"stride_32"`), for use
             as a backbone; `include_top` and `pooling` are then ignored.
@@ -170,15 +173,16 @@ def SwinTransformer(
     depths, num_heads = tuple(int(d) for d in depths), tuple(int(h) for h in num_heads)
     _check_config(image_size, patch_size, window_size, hidden_dim, depths, num_heads, name)
     if not features_only:
-        if pooling not in ("avg", None):
-            raise ValueError(f"pooling must be 'avg' or None, got {pooling!r}.")
+        if pooling == "token":
+            raise ValueError(f"{name}: Swin has no class token; use pooling='avg' (as timm), 'max' or None.")
+        pooling = pooling_word(pooling, name, allowed=(None, "avg", "max"))
         if include_top and pooling is None:
-            raise ValueError("include_top=True needs pooling='avg'.")
+            raise ValueError("include_top=True needs pooling='avg' or 'max'.")
     weights_path, entry = (None, None) if weights is None else resolve_weights(weights, "swin")
     if entry is not None:
         preprocessing_mean, preprocessing_std = entry["mean"], entry["std"]
 
-    inputs = keras.Input((image_size[0], image_size[1], num_channels), name="images", dtype=dtype)
+    inputs = model_inputs(input_tensor, (image_size[0], image_size[1], num_channels), dtype, name)
     x = inputs
     if include_preprocessing:
         x = vit_layers.ImageNormalization(preprocessing_mean, preprocessing_std, dtype=dtype, name="preprocessing")(x)
@@ -205,18 +209,20 @@ def SwinTransformer(
         features[f"stride_{patch_size * 2 ** i}"] = x
 
     if features_only:
-        model = keras.Model(inputs, features, name=name)
+        model = functional_model(inputs, features, name)
     else:
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="norm")(x)
         if pooling == "avg":
             x = keras.layers.GlobalAveragePooling2D(dtype=dtype, name="avg_pool")(x)
+        elif pooling == "max":
+            x = keras.layers.GlobalMaxPooling2D(dtype=dtype, name="max_pool")(x)
         if include_top:
             x = keras.layers.Dropout(head_dropout, dtype=dtype, name="head_dropout")(x)
             # Logits in float32 under every policy (Keras' mixed-precision guide: the last layer in float32).
             x = keras.layers.Dense(num_classes, dtype="float32", name="head")(x)
             if classifier_activation is not None:
                 x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
-        model = keras.Model(inputs, x, name=name)
+        model = functional_model(inputs, x, name)
     if weights_path is not None:
         load_weights(model, weights_path, convert_swin, "swin", allow_head_reset=True)
     return model
@@ -235,7 +241,7 @@ def _swin_builder(config_name):
     return named_builder(
         config_name, SwinTransformer, c,
         f"Swin with width {c['hidden_dim']}, depths {c['depths']}, heads {c['num_heads']}, patch 4.",
-        pooling="avg", example_size=64, prepare=prepare,
+        pooling="avg", example_size=64, prepare=prepare, pooling_words=(None, "avg", "max"),
         notes="\n\n    `window_size` defaults to 12 for (384, 384) inputs and 7 otherwise, as the published\n"
               "    models; `features_only=True` returns every stage's map (a backbone).",
     )

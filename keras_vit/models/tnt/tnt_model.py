@@ -12,7 +12,7 @@ import numpy as np
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
 from keras_vit.models.tnt.tnt_layers import renamed_tnt_arguments, PixelEmbedding, PixelPositionEmbedding, PixelToPatchProjection, TNTBlock
-from keras_vit.models.builder_args import named_builder
+from keras_vit.models.builder_args import functional_model, model_inputs, named_builder, pooling_word
 from keras_vit.models.tnt.convert_tnt import convert_tnt
 from keras_vit.models.tnt.tnt_presets import DEFAULT_WEIGHTS
 from keras_vit.models.vit.vit_model import _image_size, check_image_size
@@ -51,6 +51,7 @@ def TNT(
     seed=None,
     dtype=None,
     name="tnt",
+    input_tensor=None,
     **deprecated,
 ):
     """A Transformer in Transformer as a functional `keras.Model`.
@@ -68,9 +69,11 @@ def TNT(
             `inner_mlp_ratio` still work, with a DeprecationWarning.
         num_classes: classifier outputs (with `include_top=True`).
         include_top: add the classifier head; else return features.
-        pooling: "token" (class token) or "gap" (mean of the patch tokens), both
-            after the final norm as in timm; with `include_top=False`, None
-            returns every patch-level token after the final norm.
+        pooling: "token" (class token), "avg" (mean of the patch tokens) or "max"
+            (their maximum), after the final norm as in timm; with
+            `include_top=False`, None returns every patch-level token after the
+            final norm. "gap" is the old word for "avg" (DeprecationWarning).
+        input_tensor: a Keras tensor to use as the model's input.
         weights: None, a checkpoint file (timm, the official TNT repository,
             Keras) or a published name (see `keras_vit.weights.published_names("tnt")`).
         include_preprocessing: take RGB in [0, 255] and normalize in the model
@@ -113,16 +116,15 @@ def TNT(
             f"{name}: hidden_dim {hidden_dim} is not divisible by num_heads {num_heads}; "
             "choose a number of heads that divides hidden_dim."
         )
-    if pooling not in ("token", "gap", None):
-        raise ValueError(f"pooling must be 'token', 'gap' or None, got {pooling!r}.")
+    pooling = pooling_word(pooling, name)
     if include_top and pooling is None:
-        raise ValueError("include_top=True needs pooling='token' or 'gap'.")
+        raise ValueError("include_top=True needs pooling='token', 'avg' or 'max'.")
     weights_path, entry = (None, None) if weights is None else resolve_weights(weights, "tnt")
     if entry is not None:
         preprocessing_mean, preprocessing_std = entry["mean"], entry["std"]
 
     grid = (image_size[0] // patch_size, image_size[1] // patch_size)
-    inputs = keras.Input((image_size[0], image_size[1], num_channels), name="images", dtype=dtype)
+    inputs = model_inputs(input_tensor, (image_size[0], image_size[1], num_channels), dtype, name)
     x = inputs
     if include_preprocessing:
         x = vit_layers.ImageNormalization(preprocessing_mean, preprocessing_std, dtype=dtype, name="preprocessing")(x)
@@ -144,8 +146,10 @@ def TNT(
             dtype=dtype, name=f"block_{i}",
         )([pixels, patches])
     x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="norm")(patches)
-    if pooling == "gap":
+    if pooling == "avg":  # the layer keeps its first name, "gap"
         x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="gap")(x[:, 1:])
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling1D(dtype=dtype, name="max_pool")(x[:, 1:])
     elif pooling == "token":
         x = x[:, 0]
     if include_top:
@@ -153,7 +157,7 @@ def TNT(
         x = keras.layers.Dense(num_classes, dtype="float32", name="head")(x)
         if classifier_activation is not None:
             x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
-    model = keras.Model(inputs, x, name=name)
+    model = functional_model(inputs, x, name)
     if weights_path is not None:
         load_weights(model, weights_path, convert_tnt, "tnt", allow_head_reset=True)
     return model

@@ -11,7 +11,7 @@ import numpy as np
 
 from keras_vit import layers as vit_layers
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
-from keras_vit.models.builder_args import named_builder
+from keras_vit.models.builder_args import functional_model, model_inputs, named_builder, pooling_word
 from keras_vit.models.vit.convert_vit import convert_vit
 from keras_vit.models.vit.vit_layers import PromptTokens
 from keras_vit.models.vit.vit_presets import DEFAULT_WEIGHTS
@@ -76,6 +76,7 @@ def VisionTransformer(
     prompt_dropout=0.0,
     dtype=None,
     name="vision_transformer",
+    input_tensor=None,
 ):
     """A Vision Transformer as a functional `keras.Model`.
 
@@ -84,9 +85,11 @@ def VisionTransformer(
         patch_size, hidden_dim, depth, num_heads, mlp_dim: the architecture.
         num_classes: classifier outputs (with `include_top=True`).
         include_top: add the classifier head; else return features.
-        pooling: "token" (class token, after the final norm) or "gap" (mean of the
-            patch tokens, then `fc_norm`, as timm's `global_pool="avg"`); with
-            `include_top=False`, None returns every token after the final norm.
+        pooling: "token" (class token, after the final norm), "avg" (mean of the
+            patch tokens, then `fc_norm`, as timm's `global_pool="avg"`) or "max"
+            (their maximum, then `fc_norm`, timm's "max"); with `include_top=False`,
+            None returns every token after the final norm. "gap" is the old word
+            for "avg" (DeprecationWarning).
         distilled: DeiT's distillation token and second head; the output is the
             mean of both heads' logits (the heads are the layers `head` and `head_dist`).
         weights: None, a checkpoint file (timm, transformers, Google .npz, Keras)
@@ -98,8 +101,10 @@ def VisionTransformer(
         num_prompts, deep_prompts, prompt_dropout: Visual Prompt Tuning (Jia et al.,
             2022): `num_prompts` learned tokens after the class (and distillation)
             tokens, new ones at every block with `deep_prompts=True` (layers
-            `prompt_{i}`); "gap" pools the patch tokens only. To freeze a trained
+            `prompt_{i}`); "avg" and "max" pool the patch tokens only. To freeze a trained
             model and train only the prompts and head: `keras_vit.add_prompts`.
+        input_tensor: a Keras tensor to use as the model's input (keras.applications'
+            argument); its shape must be (None, *image_size, num_channels).
 
     Example:
     >>> import numpy as np
@@ -110,10 +115,9 @@ def VisionTransformer(
     """
     image_size = _image_size(image_size)
     check_image_size(image_size, patch_size, name)
-    if pooling not in ("token", "gap", None):
-        raise ValueError(f"pooling must be 'token', 'gap' or None, got {pooling!r}.")
+    pooling = pooling_word(pooling, name)
     if include_top and pooling is None:
-        raise ValueError("include_top=True needs pooling='token' or 'gap'.")
+        raise ValueError("include_top=True needs pooling='token', 'avg' or 'max'.")
     if distilled and pooling != "token":
         raise ValueError("A distilled model pools its class and distillation tokens: use pooling='token'.")
     if hidden_dim % num_heads != 0:
@@ -124,7 +128,7 @@ def VisionTransformer(
 
     grid = (image_size[0] // patch_size, image_size[1] // patch_size)
     num_prefix = 2 if distilled else 1
-    inputs = keras.Input((image_size[0], image_size[1], num_channels), name="images", dtype=dtype)
+    inputs = model_inputs(input_tensor, (image_size[0], image_size[1], num_channels), dtype, name)
     x = inputs
     if include_preprocessing:
         x = vit_layers.ImageNormalization(preprocessing_mean, preprocessing_std, dtype=dtype, name="preprocessing")(x)
@@ -148,8 +152,12 @@ def VisionTransformer(
             layer_norm_epsilon=layer_norm_epsilon, seed=None if seed is None else seed + i,
             dtype=dtype, name=f"block_{i}",
         )(x)
-    if pooling == "gap":
-        x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="gap")(x[:, num_prefix + num_prompts:])
+    if pooling in ("avg", "max"):
+        patches = x[:, num_prefix + num_prompts:]
+        if pooling == "avg":  # the layer keeps its first name, "gap"
+            x = keras.layers.GlobalAveragePooling1D(dtype=dtype, name="gap")(patches)
+        else:
+            x = keras.layers.GlobalMaxPooling1D(dtype=dtype, name="max_pool")(patches)
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="fc_norm")(x)
     else:
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="norm")(x)
@@ -169,7 +177,7 @@ def VisionTransformer(
             x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
     elif pooling == "token" and distilled:
         x = keras.layers.Average(dtype=dtype, name="average_features")([x, dist_features])
-    model = keras.Model(inputs, x, name=name)
+    model = functional_model(inputs, x, name)
     if weights_path is not None:
         load_weights(model, weights_path, convert_vit, "vit", allow_head_reset=True)
     return model

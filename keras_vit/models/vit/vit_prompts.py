@@ -37,10 +37,10 @@ def vision_transformer_config(model):
 
     Example:
     >>> import keras_vit
-    >>> model = keras_vit.VisionTransformer(32, 8, 48, 2, 3, 96, num_classes=10, pooling="gap")
+    >>> model = keras_vit.VisionTransformer(32, 8, 48, 2, 3, 96, num_classes=10, pooling="avg")
     >>> config = vision_transformer_config(model)
     >>> config["depth"], config["pooling"], config["num_classes"]
-    (2, 'gap', 10)
+    (2, 'avg', 10)
     """
     _require_vit(model, "vision_transformer_config")
     embed = model.get_layer("patch_embed")
@@ -51,7 +51,7 @@ def vision_transformer_config(model):
     activation = optional_layer(model, "predictions")
     prompts = optional_layer(model, "prompt_0")
     if optional_layer(model, "fc_norm") is not None:
-        pooling = "gap"
+        pooling = "max" if optional_layer(model, "max_pool") is not None else "avg"
     elif head is not None or len(model.output_shape) == 2:
         pooling = "token"
     else:
