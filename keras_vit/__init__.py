@@ -22,7 +22,7 @@ from keras_vit._tensorflow_logs import hidden_tensorflow_logs
 with hidden_tensorflow_logs():
     import keras  # noqa: F401
 
-    from keras_vit import data, export, layers, models, training, viz, weights
+    from keras_vit import data, distribution, export, layers, models, training, viz, weights
 from keras_vit.export import evaluate_tflite, export_saved_model, export_tflite
 from keras_vit.models import (
     DETR,
