@@ -51,6 +51,26 @@ def _fit(family, initial_weights=None):
     return model, before, losses, [np.array(w) for w in model.get_weights()]
 
 
+def _padded_evaluation(model, pad=True):
+    """Accuracy over 13 examples in batches of 8: padded (the last batch splits over the mesh's 2 batch
+    devices) or, on one device, unpadded; and the error an unpadded pipeline raises on the mesh."""
+    from keras_vit.data import arrays_dataset
+
+    rng = np.random.default_rng(5)
+    images, labels = rng.integers(0, 256, size=(13, 16, 16, 3)).astype("uint8"), rng.integers(0, CLASSES, size=13)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), weighted_metrics=["accuracy"])
+    batches = arrays_dataset(images, labels, num_classes=CLASSES, batch_size=BATCH, pad_last_batch=pad)
+    accuracy = model.evaluate(batches, return_dict=True, verbose=0)["accuracy"]
+    if not pad:
+        return accuracy
+    try:
+        arrays_dataset(images, labels, num_classes=CLASSES, batch_size=BATCH)
+        error = None
+    except ValueError as raised:
+        error = str(raised)
+    return {"accuracy_mesh_padded": accuracy, "unpadded_error": error}
+
+
 def _worker(families):
     import jax
 
@@ -64,10 +84,13 @@ def _worker(families):
             model, before, losses_mesh, after_mesh = _fit(family)
             split = [v.path for v in model.weights if len(v.value.sharding.device_set) == 8
                      and not v.value.sharding.is_fully_replicated]
+            padded = _padded_evaluation(model) if family == "vit" else None
         finally:
             keras.distribution.set_distribution(None)
-        _, _, losses_one, after_one = _fit(family, before)
-        results[family] = {
+        model_one, _, losses_one, after_one = _fit(family, before)
+        if padded is not None:
+            padded["accuracy_one_device_unpadded"] = _padded_evaluation(model_one, pad=False)
+        results[family] = {"padded_evaluation": padded,
             "losses_mesh": losses_mesh, "losses_one": losses_one, "split": split,
             "max_weight_difference": max(float(np.abs(a - b).max()) for a, b in zip(after_mesh, after_one)),
         }
@@ -91,6 +114,10 @@ def test_2x4_mesh_trains_like_one_device():
         assert len(result["losses_mesh"]) == STEPS
         np.testing.assert_allclose(result["losses_mesh"], result["losses_one"], rtol=1e-5, err_msg=family)
         assert result["max_weight_difference"] < 1e-5, (family, result)
+    # Evaluation on the mesh: the padded last batch splits, every example counts once.
+    padded = json.loads(lines[-1][len("RESULTS "):])["vit"]["padded_evaluation"]
+    assert padded["accuracy_mesh_padded"] == pytest.approx(padded["accuracy_one_device_unpadded"], abs=1e-6), padded
+    assert "5 of the 13 examples" in padded["unpadded_error"] and "2 replicas of ModelParallel" in padded["unpadded_error"]
 
 
 def test_layout_map_splits_blocks_and_replicates_the_rest():
