@@ -13,6 +13,7 @@ from keras_vit.data.batching import check_batch_size, data_parallel_replicas, pa
 # Classification (keras_vit/data/classification.py).
 from keras_vit.data.classification import (
     ClassificationData,
+    ShuffleEpoch,
     arrays_dataset,
     classification_pipeline,
     digits_dataset,

@@ -99,6 +99,7 @@ def classification_pipeline(
     seed=None,
     drop_remainder=None,
     pad_last_batch=False,
+    shuffle_epoch=None,
 ):
     """Batches a tf.data dataset of single `(image, label)` pairs for `fit()`/`evaluate()`.
 
@@ -129,6 +130,11 @@ def classification_pipeline(
             `(images, labels, sample_weights)`, weight 0 on the padding, so that every batch splits over
             the devices and every example is scored once (see `keras_vit.data.batching`; compile the
             metrics as `weighted_metrics`).
+        shuffle_epoch: a `ShuffleEpoch` callback (pass it to `fit()` too): each epoch's shuffle order is
+            then a function of `seed` and the epoch number alone, so a run resumed at epoch k (see
+            `keras_vit.training.AtomicBackupAndRestore`) sees the order an uninterrupted run saw. Without
+            it, the order follows how many times this dataset was iterated. (RandAugment, MixUp and
+            CutMix draw from their own random streams, which a resumed run starts afresh.)
 
     Under `tf.distribute` or `keras.distribution`, a `batch_size` that does not divide by the replicas,
     or a last partial batch that does not (evaluation, neither option set), raises a ValueError that
@@ -174,7 +180,22 @@ def classification_pipeline(
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         dataset = dataset.cache()
-    if training:
+    if training and shuffle_epoch is not None:
+        base, epoch = dataset, shuffle_epoch.variable
+
+        def shuffled_for_this_epoch(_):
+            # Runs each time the dataset is iterated: the shuffle's seed is read from the epoch variable.
+            # Without a graph seed, TensorFlow combines its fixed default with this (tensor) op seed; with
+            # one it would compare the tensor to 0 in Python and fail.
+            tf.compat.v1.get_default_graph().seed = None
+            return base.shuffle(shuffle_buffer or 10_000, seed=(seed or 0) * 1_000_003 + epoch.read_value(),
+                                reshuffle_each_iteration=False)
+
+        count = int(base.cardinality())
+        dataset = tf.data.Dataset.range(1).flat_map(shuffled_for_this_epoch)
+        if count >= 0:  # flat_map hides it; fit() and the schedules need the steps per epoch
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    elif training:
         dataset = dataset.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -199,6 +220,35 @@ def classification_pipeline(
     if pad_last_batch:
         dataset = pad_batches(dataset, batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class ShuffleEpoch(keras.callbacks.Callback):
+    """The epoch number that seeds a training pipeline's shuffle (`shuffle_epoch=`), set by `fit()`.
+
+    Pass the same object to the pipeline and to `fit(callbacks=...)`: at the start of each epoch it
+    stores the epoch number in a `tf.Variable` that the pipeline reads when it is iterated.
+
+    Example:
+    >>> import numpy as np
+    >>> epoch = ShuffleEpoch()
+    >>> batches = arrays_dataset(np.arange(6, dtype="uint8").reshape(6, 1, 1), np.arange(6), image_size=1,
+    ...                          batch_size=6, training=True, seed=0, shuffle_epoch=epoch)
+    >>> def order():
+    ...     return [int(label) for label in next(iter(batches))[1]]
+    >>> first = order()
+    >>> epoch.on_epoch_begin(1)
+    >>> second = order()
+    >>> epoch.on_epoch_begin(0)
+    >>> order() == first, sorted(second) == sorted(first)
+    (True, True)
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="shuffle_epoch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
 
 
 class TFDataEqualization(keras.layers.Equalization):
@@ -513,6 +563,7 @@ def load_classification_data(
     seed=0,
     data_dir=None,
     pad_last_batch=False,
+    shuffle_epoch=None,
 ):
     """Train, validation and test pipelines of a classification source, in one call.
 
@@ -530,6 +581,7 @@ def load_classification_data(
         data_dir: tfds data folder (for "tfds:" sources).
         pad_last_batch: pad the last batch of validation and test to `batch_size`, with sample weights
             (see `classification_pipeline`): for evaluation on many devices.
+        shuffle_epoch: a `ShuffleEpoch` that seeds the training split's shuffle by epoch (for resuming).
 
     Returns:
         A `ClassificationData`.
@@ -545,7 +597,7 @@ def load_classification_data(
         one_hot = bool(mixup) or bool(cutmix) or label_smoothing > 0
     common = dict(image_size=image_size, batch_size=batch_size, one_hot=one_hot, label_smoothing=label_smoothing, seed=seed)
     evaluation_options = {"training": False, "pad_last_batch": pad_last_batch}
-    train_options = dict(training=True, randaugment=randaugment, mixup=mixup, cutmix=cutmix)
+    train_options = dict(training=True, randaugment=randaugment, mixup=mixup, cutmix=cutmix, shuffle_epoch=shuffle_epoch)
 
     if source == "digits":
         datasets, counts = {}, {}
