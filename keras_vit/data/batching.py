@@ -11,7 +11,7 @@ weights to those only).
 Example:
 >>> import numpy as np, tensorflow as tf
 >>> batches = tf.data.Dataset.from_tensor_slices((np.ones((5, 2), "float32"), np.arange(5))).batch(4)
->>> [list(weights.numpy()) for _, _, weights in pad_last_batch(batches, 4)]
+>>> [weights.numpy().tolist() for _, _, weights in pad_last_batch(batches, 4)]
 [[1.0, 1.0, 1.0, 1.0], [1.0, 0.0, 0.0, 0.0]]
 """
 
