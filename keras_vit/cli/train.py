@@ -140,8 +140,9 @@ def add_parser(subparsers):
                           help="Keras' progress display: a bar per epoch, one line per epoch, or none (default: %(default)s)")
     training.add_argument("--resume", action="store_true",
                           help="continue a killed run from its last completed epoch (every run backs up its weights and "
-                               "optimizer after each epoch to <output>.backup/, deleted when training completes); same "
-                               "final weights as an uninterrupted run with the same flags")
+                               "optimizer after each epoch to <output>.backup/, deleted when training completes); classifiers: "
+                               "the same final weights as an uninterrupted run with the same flags (without --randaugment, "
+                               "--mixup, --cutmix, whose random streams restart); DETR: close, not equal (its shuffle and flips restart)")
     training.add_argument("--output", default=None, help="where to save the model (.keras); default saved_models/<model>_<dataset>.keras")
     training.add_argument("--no-export", action="store_true",
                           help="classifiers: skip the final TFLite export (float32 and int8) and its test-split accuracy")
