@@ -2,6 +2,7 @@
 
     KERAS_BACKEND=jax python examples/detr_shapes/train.py            # ~ the README's run
     KERAS_BACKEND=torch python examples/detr_shapes/train.py --epochs 2 --train-images 512   # a smoke run
+    KERAS_BACKEND=jax python examples/detr_shapes/train.py --resume   # continue a killed run
 
 The dataset (keras_vit.data.shapes) draws circles, rectangles and triangles in random colors on
 random textures, with their exact boxes; training and held-out images come from disjoint index
@@ -13,6 +14,7 @@ recipe optimizer (AdamW, backbone at a 10x lower rate, gradients clipped at glob
 import argparse
 import json
 import os
+import shutil
 import time
 
 import keras
@@ -22,7 +24,8 @@ from keras_vit.atomic_files import atomic_open
 from keras_vit.data import SHAPES_CLASS_NAMES, detection_dataset_from_arrays, make_shapes_dataset
 from keras_vit.data import prepare_detection_dataset
 from keras_vit.models.detr.detr_model import DETR
-from keras_vit.training import COCOMetricsCallback, detr_optimizer, evaluate_coco
+from keras_vit.training import AtomicBackupAndRestore, COCOMetricsCallback, detr_optimizer, evaluate_coco
+from keras_vit.training import read_backup_epoch
 
 
 def small_cnn(width=64):
@@ -51,6 +54,9 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--output", default=None, help="write the final metrics (json) here")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed run from its last completed epoch (weights and optimizer are backed up "
+                             "after every epoch to <output>.backup/, or detr_shapes.backup/ without --output)")
     args = parser.parse_args()
     keras.utils.set_random_seed(args.seed)
     max_objects = 3
@@ -85,6 +91,15 @@ def main():
     # The matching runs on the host (scipy): no XLA on TensorFlow.
     model.compile(optimizer=optimizer, jit_compile=keras.backend.backend() == "jax")
     callbacks = [COCOMetricsCallback(val_ds, frequency=args.eval_every)]
+    # Backed up after every epoch (atomically); --resume restores the last backup. The data order and flips
+    # are not replayed, so a resumed run is close to, not equal to, an uninterrupted one.
+    backup_dir = os.path.splitext(args.output)[0] + ".backup" if args.output else "detr_shapes.backup"
+    if os.path.isdir(backup_dir) and not args.resume:
+        shutil.rmtree(backup_dir)
+    elif args.resume:
+        print(f"resuming after epoch {read_backup_epoch(backup_dir)} from {backup_dir}"
+              if read_backup_epoch(backup_dir) else f"no backup in {backup_dir}: training from the start")
+    callbacks.append(AtomicBackupAndRestore(backup_dir))
     start = time.time()
     model.fit(train_ds, epochs=args.epochs, callbacks=callbacks, verbose=1)
     train_time = time.time() - start

@@ -139,6 +139,11 @@ def add_parser(subparsers):
                           help="CPU threads per op (torch and tensorflow backends); 1 is often faster for small models on a busy CPU")
     training.add_argument("--progress", choices=("bar", "epoch", "none"), default="bar",
                           help="Keras' progress display: a bar per epoch, one line per epoch, or none (default: %(default)s)")
+    training.add_argument("--resume", action="store_true",
+                          help="continue a killed run from its last completed epoch (every run backs up its weights and "
+                               "optimizer after each epoch to <output>.backup/, deleted when training completes); classifiers: "
+                               "the same final weights as an uninterrupted run with the same flags (without --randaugment, "
+                               "--mixup, --cutmix, whose random streams restart); DETR: close, not equal (its shuffle and flips restart)")
     training.add_argument("--output", default=None, help="where to save the model (.keras); default saved_models/<model>_<dataset>.keras")
     training.add_argument("--no-export", action="store_true",
                           help="classifiers: skip the final TFLite export (float32 and int8) and its test-split accuracy")
@@ -264,6 +269,50 @@ def output_path(args, model_name, dataset):
     return output
 
 
+def backup_callbacks(args, output, shuffle_epoch=None):
+    """The callbacks that make a run resumable: the epoch-seeded shuffle, the atomic per-epoch backup in
+    `<output>.backup/` (restored with --resume, else a stale one is removed), and a test-only kill."""
+    import shutil
+
+    from keras_vit.training import AtomicBackupAndRestore, read_backup_epoch
+
+    backup_dir = os.path.splitext(output)[0] + ".backup"
+    completed = read_backup_epoch(backup_dir) if os.path.isdir(backup_dir) else None
+    if args.resume and completed is not None:
+        print(f"Resuming from the backup in {backup_dir} after epoch {completed} of {args.epochs}.", flush=True)
+    elif args.resume:
+        print(f"--resume: no backup in {backup_dir}; training from the start.", flush=True)
+    elif os.path.isdir(backup_dir):
+        print(f"Removing the backup of an earlier run in {backup_dir} (pass --resume to continue it).", flush=True)
+        shutil.rmtree(backup_dir)
+    callbacks = ([shuffle_epoch] if shuffle_epoch is not None else []) + [AtomicBackupAndRestore(backup_dir)]
+    kill_after = os.environ.get("KERAS_VIT_TEST_KILL_AFTER_EPOCH")
+    if kill_after:  # tests: a hard kill (no clean-up) right after an epoch's backup
+        callbacks.append(_KillAfterEpoch(int(kill_after)))
+    return callbacks
+
+
+def _kill_after_epoch_class():
+    import signal
+
+    import keras
+
+    class KillAfterEpoch(keras.callbacks.Callback):
+        def __init__(self, epochs):
+            super().__init__()
+            self.epochs = epochs
+
+        def on_epoch_end(self, epoch, logs=None):
+            if epoch + 1 == self.epochs:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return KillAfterEpoch
+
+
+def _KillAfterEpoch(epochs):
+    return _kill_after_epoch_class()(epochs)
+
+
 def run(args):
     """Runs `keras-vit train` with parsed arguments; returns the exit status."""
     start = time.time()
@@ -338,9 +387,11 @@ def train_classifier(args, family, config, start):
     if args.threads is not None:
         _set_threads(keras.backend.backend(), args.threads)
 
-    from keras_vit.data import load_classification_data
+    from keras_vit.data import ShuffleEpoch, load_classification_data
 
     keras.utils.set_random_seed(args.seed)
+    # Each epoch's order depends on the seed and the epoch alone, so a resumed run sees the same batches.
+    shuffle_epoch = ShuffleEpoch()
     data = load_classification_data(
         args.dataset,
         image_size=image_size,
@@ -352,6 +403,7 @@ def train_classifier(args, family, config, start):
         limit=args.limit,
         seed=args.seed,
         data_dir=args.data_dir,
+        shuffle_epoch=shuffle_epoch,
     )
     if data.num_examples["train"] < args.batch_size:
         raise CommandError(
@@ -386,7 +438,8 @@ def train_classifier(args, family, config, start):
     )
     verbose = keras_verbosity(args)
     # The datasets shuffle themselves (tf.data); shuffle=False stops Keras warning that it cannot.
-    model.fit(data.train, validation_data=data.validation, epochs=args.epochs, shuffle=False, verbose=verbose)
+    model.fit(data.train, validation_data=data.validation, epochs=args.epochs, shuffle=False, verbose=verbose,
+              callbacks=backup_callbacks(args, output, shuffle_epoch))
     results = model.evaluate(data.test, return_dict=True, verbose=verbose)
 
     # Written to a temporary file and renamed: a kill mid-save keeps the previous model.

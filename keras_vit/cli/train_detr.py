@@ -17,6 +17,7 @@ from keras_vit.cli.common import CommandError, progress
 from keras_vit.cli.train import (
     DETECTION_IMAGE_SIZE,
     _set_threads,
+    backup_callbacks,
     keras_verbosity,
     output_path,
 )
@@ -135,6 +136,9 @@ def train_detr(args, family, config, start):
         flush=True,
     )
     callbacks = [COCOMetricsCallback(held_out_data, frequency=args.eval_every)] if args.epochs >= args.eval_every else []
+    # Per-epoch backups, restored by --resume. The shapes pipeline's shuffle and flips are not replayed on
+    # resume (its random state starts afresh): a resumed DETR run is close to, not equal to, an uninterrupted one.
+    callbacks += backup_callbacks(args, output)
     # The dataset shuffles itself (tf.data); shuffle=False stops Keras warning that it cannot.
     model.fit(train_data, epochs=args.epochs, callbacks=callbacks, shuffle=False, verbose=keras_verbosity(args))
 

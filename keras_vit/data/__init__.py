@@ -7,9 +7,13 @@ Example:
 10
 """
 
+# Batches that split over devices (keras_vit/data/batching.py).
+from keras_vit.data.batching import check_batch_size, data_parallel_replicas, pad_last_batch
+
 # Classification (keras_vit/data/classification.py).
 from keras_vit.data.classification import (
     ClassificationData,
+    ShuffleEpoch,
     arrays_dataset,
     classification_pipeline,
     digits_dataset,

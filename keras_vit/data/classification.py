@@ -23,6 +23,9 @@ import tensorflow as tf
 
 import keras
 
+from keras_vit.data.batching import check_batch_size
+from keras_vit.data.batching import pad_last_batch as pad_batches
+
 DIGITS_PATH = os.path.join(os.path.dirname(__file__), "digits.npz")
 DIGITS_CLASS_NAMES = tuple(str(i) for i in range(10))
 SPLITS = ("train", "validation", "test")
@@ -97,6 +100,9 @@ def classification_pipeline(
     shuffle_buffer=None,
     cache=False,
     seed=None,
+    drop_remainder=None,
+    pad_last_batch=False,
+    shuffle_epoch=None,
 ):
     """Batches a tf.data dataset of single `(image, label)` pairs for `fit()`/`evaluate()`.
 
@@ -122,9 +128,24 @@ def classification_pipeline(
         shuffle_buffer: shuffle buffer size; None: 10,000.
         cache: cache the resized images in memory (for small datasets read from files).
         seed: seed of the shuffling and the augmentations.
+        drop_remainder: drop the last partial batch; default True when training, else False.
+        pad_last_batch: evaluation only: pad the last partial batch to `batch_size` and yield
+            `(images, labels, sample_weights)`, weight 0 on the padding, so that every batch splits over
+            the devices and every example is scored once (see `keras_vit.data.batching`; compile the
+            metrics as `weighted_metrics`).
+        shuffle_epoch: a `ShuffleEpoch` callback (pass it to `fit()` too): each epoch's shuffle order is
+            then a function of `seed` and the epoch number alone, so a run resumed at epoch k (see
+            `keras_vit.training.AtomicBackupAndRestore`) sees the order an uninterrupted run saw. Without
+            it, the order follows how many times this dataset was iterated. (RandAugment, MixUp and
+            CutMix draw from their own random streams, which a resumed run starts afresh.)
+
+    Under `tf.distribute` or `keras.distribution`, a `batch_size` that does not divide by the replicas,
+    or a last partial batch that does not (evaluation, neither option set), raises a ValueError that
+    names the fix.
 
     Returns:
-        A batched, prefetched `tf.data.Dataset` of `(images, labels)`.
+        A batched, prefetched `tf.data.Dataset` of `(images, labels)` (with `pad_last_batch`, also the
+        sample weights).
 
     Example:
     >>> import numpy as np, tensorflow as tf
@@ -147,6 +168,13 @@ def classification_pipeline(
     if num_classes is None or int(num_classes) < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}.")
     num_classes = int(num_classes)
+    if drop_remainder is None:
+        drop_remainder = bool(training)
+    if pad_last_batch and (training or drop_remainder):
+        raise ValueError("pad_last_batch is for evaluation: it needs training=False and drop_remainder=False.")
+    count = int(dataset.cardinality())
+    check_batch_size(batch_size, num_examples=count if count >= 0 else None, drop_remainder=drop_remainder,
+                     pad_last_batch=pad_last_batch)
 
     def prepare(image, label):
         image = tf.image.resize(_to_rgb_float(image), (height, width), method="bilinear", antialias=True)
@@ -155,9 +183,24 @@ def classification_pipeline(
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     if cache:
         dataset = dataset.cache()
-    if training:
+    if training and shuffle_epoch is not None:
+        base, epoch = dataset, shuffle_epoch.variable
+
+        def shuffled_for_this_epoch(_):
+            # Runs each time the dataset is iterated: the shuffle's seed is read from the epoch variable.
+            # Without a graph seed, TensorFlow combines its fixed default with this (tensor) op seed; with
+            # one it would compare the tensor to 0 in Python and fail.
+            tf.compat.v1.get_default_graph().seed = None
+            return base.shuffle(shuffle_buffer or 10_000, seed=(seed or 0) * 1_000_003 + epoch.read_value(),
+                                reshuffle_each_iteration=False)
+
+        count = int(base.cardinality())
+        dataset = tf.data.Dataset.range(1).flat_map(shuffled_for_this_epoch)
+        if count >= 0:  # flat_map hides it; fit() and the schedules need the steps per epoch
+            dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
+    elif training:
         dataset = dataset.shuffle(shuffle_buffer or 10_000, seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size, drop_remainder=training, num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE)
 
     if training and randaugment:
         options = dict(randaugment) if isinstance(randaugment, dict) else {}
@@ -177,7 +220,38 @@ def classification_pipeline(
         )
     if training and mixing:
         dataset = dataset.map(_mixer(mixup, cutmix, seed), num_parallel_calls=tf.data.AUTOTUNE)
+    if pad_last_batch:
+        dataset = pad_batches(dataset, batch_size)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+class ShuffleEpoch(keras.callbacks.Callback):
+    """The epoch number that seeds a training pipeline's shuffle (`shuffle_epoch=`), set by `fit()`.
+
+    Pass the same object to the pipeline and to `fit(callbacks=...)`: at the start of each epoch it
+    stores the epoch number in a `tf.Variable` that the pipeline reads when it is iterated.
+
+    Example:
+    >>> import numpy as np
+    >>> epoch = ShuffleEpoch()
+    >>> batches = arrays_dataset(np.arange(6, dtype="uint8").reshape(6, 1, 1), np.arange(6), image_size=1,
+    ...                          batch_size=6, training=True, seed=0, shuffle_epoch=epoch)
+    >>> def order():
+    ...     return [int(label) for label in next(iter(batches))[1]]
+    >>> first = order()
+    >>> epoch.on_epoch_begin(1)
+    >>> second = order()
+    >>> epoch.on_epoch_begin(0)
+    >>> order() == first, sorted(second) == sorted(first)
+    (True, True)
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.variable = tf.Variable(0, dtype=tf.int64, trainable=False, name="shuffle_epoch")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.variable.assign(epoch)
 
 
 class TFDataEqualization(keras.layers.Equalization):
@@ -491,6 +565,8 @@ def load_classification_data(
     limit=None,
     seed=0,
     data_dir=None,
+    pad_last_batch=False,
+    shuffle_epoch=None,
 ):
     """Train, validation and test pipelines of a classification source, in one call.
 
@@ -506,6 +582,9 @@ def load_classification_data(
             (augmentation is applied to the training split only).
         limit: keep at most `limit` examples of each split (quick runs).
         data_dir: tfds data folder (for "tfds:" sources).
+        pad_last_batch: pad the last batch of validation and test to `batch_size`, with sample weights
+            (see `classification_pipeline`): for evaluation on many devices.
+        shuffle_epoch: a `ShuffleEpoch` that seeds the training split's shuffle by epoch (for resuming).
 
     Returns:
         A `ClassificationData`.
@@ -520,7 +599,8 @@ def load_classification_data(
     if one_hot is None:
         one_hot = bool(mixup) or bool(cutmix) or label_smoothing > 0
     common = dict(image_size=image_size, batch_size=batch_size, one_hot=one_hot, label_smoothing=label_smoothing, seed=seed)
-    train_options = dict(training=True, randaugment=randaugment, mixup=mixup, cutmix=cutmix)
+    evaluation_options = {"training": False, "pad_last_batch": pad_last_batch}
+    train_options = dict(training=True, randaugment=randaugment, mixup=mixup, cutmix=cutmix, shuffle_epoch=shuffle_epoch)
 
     if source == "digits":
         datasets, counts = {}, {}
@@ -528,7 +608,7 @@ def load_classification_data(
             images, labels = load_digits(split)
             images, labels = images[:limit], labels[:limit].astype(np.int32)
             counts[split] = len(labels)
-            options = dict(common, **(train_options if split == "train" else {"training": False}))
+            options = dict(common, **(train_options if split == "train" else evaluation_options))
             datasets[split] = arrays_dataset(images, labels, num_classes=10, **options)
         return ClassificationData(
             **datasets, num_classes=10, class_names=DIGITS_CLASS_NAMES, num_examples=counts,
@@ -581,7 +661,7 @@ def load_classification_data(
             dataset = dataset.take(limit)
         counts[split] = min(stop - start, limit) if limit is not None else stop - start
         splits[split] = name if whole else f"{name}[{start}:{stop}]"
-        options = dict(common, **(train_options if split == "train" else {"training": False}))
+        options = dict(common, **(train_options if split == "train" else evaluation_options))
         options["cache"] = kind == "folder"
         datasets[split] = classification_pipeline(dataset, label_feature.num_classes, **options)
     return ClassificationData(

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_vit.data.batching import check_batch_size
 from keras_vit.models.detr.box_ops import box_cxcywh_to_xyxy, box_xyxy_to_cxcywh
 
 # Corners may stick out of [0, 1] by this much (float rounding of pixel -> normalized boxes).
@@ -390,7 +391,9 @@ def prepare_detection_dataset(
         training: shuffle, random horizontal flip and random scale (a scale in `scale_range` of the
             fitted size: DETR's multi-scale training with a fixed padded size).
         horizontal_flip, scale_range, shuffle_buffer, seed: the augmentation settings.
-        drop_remainder: drop the last partial batch; default True when training.
+        drop_remainder: drop the last partial batch; default True when training. Under `tf.distribute`
+            or `keras.distribution` a batch that does not split over the replicas raises a ValueError
+            that names the fix (see `keras_vit.data.batching.check_batch_size`).
 
     Bad targets (boxes outside [0, 1], non-positive sizes, labels out of range) raise an
     InvalidArgumentError naming the problem when the dataset is iterated. An image without objects
@@ -406,6 +409,8 @@ def prepare_detection_dataset(
     image_size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(s) for s in image_size)
     if drop_remainder is None:
         drop_remainder = bool(training)
+    count = int(dataset.cardinality())
+    check_batch_size(batch_size, num_examples=count if count >= 0 else None, drop_remainder=drop_remainder)
     min_scale, max_scale = (float(s) for s in scale_range)
     if not 0 < min_scale <= max_scale <= 1:
         raise ValueError(f"scale_range must satisfy 0 < low <= high <= 1 (the padded size is fixed); got {scale_range}.")

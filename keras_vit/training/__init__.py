@@ -28,6 +28,9 @@ from keras_vit.training.finetune import (
     unfreeze,
 )
 
+# Resuming a killed fit() (keras_vit/training/resume.py).
+from keras_vit.training.resume import AtomicBackupAndRestore, read_backup_epoch
+
 # DETR (keras_vit/training/detr_*.py, keras_vit/training/coco_callback.py).
 from keras_vit.data.detection import pad_detection_targets, validate_detection_targets
 from keras_vit.models.detr.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections
