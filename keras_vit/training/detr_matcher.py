@@ -16,6 +16,8 @@ of two solvers, chosen with `solver=`:
   (see benchmarks/detr_matcher_step.py) and checks the targets.
 """
 
+import functools
+
 import keras
 import numpy as np
 from keras import ops
@@ -85,6 +87,20 @@ def _host_assignment(cost, valid, labels, boxes, num_classes):
 
 def _device_assignment(cost, valid):
     """The (N, M) assignment of valid target slots to queries with the `keras.ops` solver."""
+    if keras.backend.backend() == "jax" and not is_jax_tracing((cost, valid)):
+        # Eager JAX: compile the solver once per shape rather than its loops on every call.
+        return _jax_jit(_solve_on_device)(cost, valid)
+    return _solve_on_device(cost, valid)
+
+
+@functools.cache
+def _jax_jit(function):
+    import jax
+
+    return jax.jit(function)
+
+
+def _solve_on_device(cost, valid):
     cost = ops.stop_gradient(ops.cast(cost, "float32"))
     # As on the host: a non-finite cost (a diverging model) is matched only when nothing else can be.
     cost = ops.where(ops.isfinite(cost), cost, _DEVICE_LARGEST)
