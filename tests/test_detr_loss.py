@@ -206,21 +206,25 @@ def test_loss_config_round_trip():
     assert restored.matcher.cost_class == 2.0 and restored.eos_coef == 0.2
 
 
-def test_xla_on_tensorflow_is_refused_with_a_clear_error():
+def test_xla_on_tensorflow_uses_the_keras_solver_and_refuses_a_host_one_clearly():
     if BACKEND != "tensorflow":
-        pytest.skip("XLA-compiled tf.function is TensorFlow-only; JAX's jit and torch run the host matching")
+        pytest.skip("XLA-compiled tf.function is TensorFlow-only; JAX's jit is covered in test_detr_matcher")
     import tensorflow as tf
 
     data = load_fixture("detr_tiny")
-    loss_fn = DETRLoss(NUM_CLASSES)
     targets = fixture_targets(data)
 
-    @tf.function(jit_compile=True)
-    def compiled(logits, boxes):
-        return loss_fn(targets, {"logits": logits, "pred_boxes": boxes})["loss"]
+    def compiled(loss_fn):
+        return tf.function(lambda logits, boxes: loss_fn(targets, {"logits": logits, "pred_boxes": boxes})["loss"],
+                           jit_compile=True)  # fmt: skip
 
+    default = DETRLoss(NUM_CLASSES)
+    eager = default(targets, {"logits": data["logits"], "pred_boxes": data["pred_boxes"]})["loss"]
+    under_xla = compiled(default)(tf.constant(data["logits"]), tf.constant(data["pred_boxes"]))
+    np.testing.assert_allclose(to_numpy(under_xla), to_numpy(eager), rtol=1e-5)
     with pytest.raises(ValueError, match="jit_compile=False"):
-        compiled(tf.constant(data["logits"]), tf.constant(data["pred_boxes"]))
+        compiled(DETRLoss(NUM_CLASSES, matcher=HungarianMatcher(solver="scipy")))(
+            tf.constant(data["logits"]), tf.constant(data["pred_boxes"]))
 
 
 def test_box_ops_agree_across_numpy_keras_and_tensorflow():

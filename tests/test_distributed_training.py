@@ -1,6 +1,6 @@
 """One training step on 1 device equals the same step on many (simulated) devices.
 
-TensorFlow: `MirroredStrategy` over the CPU split into 2 logical devices. JAX:
+TensorFlow: `MirroredStrategy` over the CPU split into 2 and 4 logical devices. JAX:
 `keras.distribution.DataParallel` over 8 host CPU devices
 (`XLA_FLAGS=--xla_force_host_platform_device_count=8`). Both need their device
 setup before the backend initializes, so each runs in a subprocess (this file run
@@ -20,15 +20,28 @@ import pytest
 BATCH = 8  # divides by 2 replicas and by 8 devices
 CLASSES = 5
 TINY_VIT = dict(image_size=16, patch_size=8, hidden_dim=32, depth=1, num_heads=2, mlp_dim=64, num_classes=CLASSES)
-CASES = ("vit", "hard", "soft")  # plain fit with Keras' own loss (the control); DistillationModel hard and soft
+# Plain fit with Keras' own loss (the control); DistillationModel hard and soft; DETRModel with its set loss.
+CASES = ("vit", "hard", "soft", "detr")
+DETR_CLASSES = 3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 # ---------------------------------------------------------------- the subprocess
 
 
-def _data():
+def _data(case):
     rng = np.random.default_rng(3)
+    if case == "detr":
+        from keras_vit.data.detection import pad_detection_targets
+
+        images = rng.uniform(size=(BATCH, 32, 32, 3)).astype("float32")
+        # Different box counts per image (and none in one), so every replica holds a different
+        # number of boxes: the loss must be normalized by the global count, not its replica's.
+        counts = [3, 0, 1, 2, 1, 1, 0, 1]
+        boxes = [rng.uniform(0.3, 0.7, (n, 2)).tolist() for n in counts]
+        boxes = [[[cx, cy, 0.2, 0.3] for cx, cy in image] for image in boxes]
+        labels = [rng.integers(0, DETR_CLASSES, n).tolist() for n in counts]
+        return images, pad_detection_targets(boxes, labels, max_boxes=3, num_classes=DETR_CLASSES)
     images = rng.normal(size=(BATCH, 16, 16, 3)).astype("float32")
     labels = rng.integers(0, CLASSES, size=(BATCH,))
     return images, labels
@@ -40,6 +53,14 @@ def _build(case):
     import keras_vit
 
     keras.utils.set_random_seed(1)
+    if case == "detr":
+        # A regularized backbone: its loss must be scaled per replica like the set loss.
+        cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(
+            8, 8, strides=8, kernel_regularizer=keras.regularizers.L2(1e-2))], name="cnn")
+        model = keras_vit.DETR(cnn, num_classes=DETR_CLASSES, num_queries=4, hidden_dim=16, num_encoder_layers=1,
+                               num_decoder_layers=2, num_heads=2, mlp_dim=16, dropout=0.0)
+        model.compile(optimizer=keras.optimizers.SGD(0.01))
+        return model
     if case == "vit":
         model = keras_vit.VisionTransformer(**TINY_VIT)
         model.compile(optimizer=keras.optimizers.SGD(0.5),
@@ -58,29 +79,50 @@ def _one_step(case, initial_weights=None):
     if initial_weights is not None:
         model.set_weights(initial_weights)
     before = [np.array(w) for w in model.get_weights()]
-    images, labels = _data()
+    images, labels = _data(case)
     history = model.fit(images, labels, batch_size=BATCH, epochs=1, shuffle=False, verbose=0)
     after = [np.array(w) for w in model.get_weights()]
     return before, after, {name: float(values[-1]) for name, values in history.history.items()}
 
 
+def _count_host_matching():
+    """Counts the DETR matcher's host (scipy) callbacks as they are traced or run."""
+    from keras_vit.training import detr_matcher
+
+    counter = {"calls": 0}
+    host_assignment = detr_matcher._host_assignment
+
+    def counted(*args, **kwargs):
+        counter["calls"] += 1
+        return host_assignment(*args, **kwargs)
+
+    detr_matcher._host_assignment = counted
+    return counter
+
+
 def _worker(mode):
-    """Runs every case on one device and on `mode` devices; prints one JSON line."""
-    if mode == "mirrored":
+    """Runs every case on one device and on `mode` devices; prints one JSON line.
+
+    mode: "mirrored2" / "mirrored4" (TensorFlow replicas) or "data_parallel" (8 JAX devices).
+    """
+    replicas = int(mode[len("mirrored"):]) if mode.startswith("mirrored") else None
+    if replicas:
         import tensorflow as tf
 
         cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
     import keras
 
-    if mode == "mirrored":
+    if replicas:
         # One strategy for every case: a second MirroredStrategy in the same process reuses the
         # first one's collective instance keys and fails with a shape mismatch.
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        assert strategy.num_replicas_in_sync == 2
+        strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(replicas)])
+        assert strategy.num_replicas_in_sync == replicas
+    host_matching = _count_host_matching()
     results = {}
     for case in CASES:
-        if mode == "mirrored":
+        host_matching["calls"] = 0
+        if replicas:
             with strategy.scope():
                 before, after_many, logs_many = _one_step(case)
         else:
@@ -92,6 +134,7 @@ def _worker(mode):
                 before, after_many, logs_many = _one_step(case)
             finally:
                 keras.distribution.set_distribution(None)
+        host_calls_many = host_matching["calls"]
         _, after_single, logs_single = _one_step(case, before)
         update_single = np.concatenate([(a - b).ravel() for a, b in zip(after_single, before)])
         update_many = np.concatenate([(a - b).ravel() for a, b in zip(after_many, before)])
@@ -101,6 +144,7 @@ def _worker(mode):
             "update_ratio": float(np.linalg.norm(update_many) / np.linalg.norm(update_single)),
             "logs_single": logs_single,
             "logs_many": logs_many,
+            "host_matching_calls": host_calls_many,  # with many devices
         }
     print("RESULTS " + json.dumps(results))
 
@@ -141,9 +185,13 @@ def _assert_same_step(results):
 
 
 @ONLY_ONCE
-def test_mirrored_strategy_with_2_replicas_equals_one_device():
+@pytest.mark.parametrize("replicas", [2, 4])
+def test_mirrored_strategy_equals_one_device(replicas):
     pytest.importorskip("tensorflow")
-    _assert_same_step(_run_worker("tensorflow", "mirrored"))
+    results = _run_worker("tensorflow", f"mirrored{replicas}")
+    _assert_same_step(results)
+    # Without XLA (Keras' choice under tf.distribute) DETR's "auto" matcher solves on the host.
+    assert results["detr"]["host_matching_calls"] > 0
 
 
 @ONLY_ONCE
@@ -152,6 +200,8 @@ def test_jax_data_parallel_on_8_devices_equals_one_device():
     results = _run_worker("jax", "data_parallel",
                           {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"})
     _assert_same_step(results)
+    # DETR matches inside the sharded jit (keras.ops solver), with no host callback pinned to one device.
+    assert results["detr"]["host_matching_calls"] == 0
 
 
 if __name__ == "__main__":

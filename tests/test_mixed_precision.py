@@ -76,3 +76,8 @@ def test_detr_logits_are_float32_and_fit_trains(policy):
     }
     x = {"images": IMAGES, "pixel_mask": np.ones((8, 32, 32), "float32")}
     _check_fit(model, x, targets, policy, epochs=2)  # no loss: DETR's own set loss
+    # The set loss (and every logged term) is float32 under both policies.
+    loss = model.compute_loss(x, targets, model.predict_on_batch(x))
+    assert keras.backend.standardize_dtype(loss.dtype) == "float32", loss.dtype
+    assert all(keras.backend.standardize_dtype(tracker.result().dtype) == "float32"
+               for tracker in (model.loss_ce_tracker, model.loss_bbox_tracker, model.loss_giou_tracker))

@@ -7,11 +7,31 @@ from `keras_vit.models.detr.box_ops`.
 """
 
 import keras
+import numpy as np  # noqa: F401  (docstring examples)
 from keras import ops
 
 from keras_vit.data.detection import pad_detection_targets, validate_detection_targets  # noqa: F401  (their home before)
 from keras_vit.models.detr.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 from keras_vit.training.detr_matcher import HungarianMatcher, is_jax_tracing, safe_labels, safe_target_boxes
+
+
+def sum_over_replicas(value):
+    """`value` summed over the replicas of a `tf.distribute` strategy, inside `strategy.run`; else `value`.
+
+    The global normalizers of DETR's loss (as the reference all-reduces num_boxes). No gradient
+    flows through it: the normalizers depend on the targets and the matching only.
+
+    Example:
+    >>> float(sum_over_replicas(np.float32(3.0)))
+    3.0
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        context = tf.distribute.get_replica_context()  # None in a cross-replica context
+        if context is not None and context.num_replicas_in_sync > 1:
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(value))
+    return value
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -26,6 +46,14 @@ class DETRLoss:
     The cross-entropy is a weighted mean over all queries, the no-object class weighted `eos_coef`;
     L1 and GIoU are summed over matched boxes and divided by the number of target boxes (at least 1),
     as in the reference implementations.
+
+    Under `tf.distribute` (inside `strategy.run`, as in `fit`) the normalizers, the number of
+    target boxes and the cross-entropy's weight sum, are summed over the replicas (the reference
+    all-reduces num_boxes): each replica returns its share of the global batch's loss, and the
+    replicas' shares add up to one device's loss on the whole batch, the way Keras scales its own
+    losses. Under JAX's `keras.distribution` the loss sees the global batch and needs nothing.
+    The matching runs where `matcher.solver` says (by default the `keras.ops` solver inside XLA,
+    scipy on the host elsewhere; see `HungarianMatcher`).
 
     Args:
         num_classes: number of object classes (the model's logits have num_classes + 1).
@@ -95,12 +123,17 @@ class DETRLoss:
             import jax
 
             if getattr(self, "_jitted", None) is None:
-                self._jitted = jax.jit(self.compute)
+                # An eager call: the "auto" matcher solves on the host, as on the other backends.
+                host = "scipy" if self.matcher.solver == "auto" else None
+                self._jitted = jax.jit(lambda y_true, y_pred: self.compute(y_true, y_pred, solver=host))
             return self._jitted(dict(y_true), dict(y_pred))
         return self.compute(y_true, y_pred)
 
-    def compute(self, y_true, y_pred):
-        """The loss dict, traced op by op (what `__call__` runs inside a compiled train step)."""
+    def compute(self, y_true, y_pred, solver=None):
+        """The loss dict, traced op by op (what `__call__` runs inside a compiled train step).
+
+        `solver` overrides the matcher's solver for this call.
+        """
         logits, pred_boxes = self._layer_outputs(y_pred)
         expected = self.num_classes + 1
         if logits.shape[-1] is not None and logits.shape[-1] != expected:
@@ -112,7 +145,7 @@ class DETRLoss:
         valid = ops.cast(y_true["valid"], "float32")
         labels = ops.cast(y_true["labels"], "int32")
         raw_boxes = ops.cast(y_true["boxes"], "float32")
-        num_boxes = ops.maximum(ops.sum(valid), 1.0)
+        num_boxes = ops.maximum(sum_over_replicas(ops.sum(valid)), 1.0)
 
         # Every decoder layer is matched and scored on its own: fold layers into the batch,
         # image-major, and repeat each image's targets once per layer.
@@ -124,7 +157,7 @@ class DETRLoss:
         labels = safe_labels(raw_labels, valid, self.num_classes + 1)
 
         cost = self.matcher.cost_matrix(logits, pred_boxes, labels, target_boxes)
-        assignment = self.matcher.assign(cost, valid, raw_labels, raw_boxes)
+        assignment = self.matcher.assign(cost, valid, raw_labels, raw_boxes, solver=solver)
 
         # Gathers as one-hot products: static shapes, exportable, differentiable in pred_boxes.
         matched = valid * ops.cast(assignment >= 0, "float32")  # (N, M)
@@ -148,7 +181,7 @@ class DETRLoss:
         ce_denominator = ops.sum(class_weight, axis=-1)
 
         per_layer = lambda x: ops.sum(ops.reshape(x, (-1, num_layers)), axis=0)  # noqa: E731
-        loss_ce = per_layer(ce_numerator) / per_layer(ce_denominator)
+        loss_ce = per_layer(ce_numerator) / sum_over_replicas(per_layer(ce_denominator))
         loss_bbox = per_layer(l1) / num_boxes
         loss_giou = per_layer(giou) / num_boxes
         total = self.ce_weight * loss_ce + self.bbox_weight * loss_bbox + self.giou_weight * loss_giou

@@ -142,6 +142,15 @@ class DETRBackbone(keras.layers.Layer):
         return cls(**config)
 
 
+def _replicas_in_sync():
+    """The number of replicas a `tf.distribute` strategy splits each batch over (1 elsewhere)."""
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.get_strategy().num_replicas_in_sync
+    return 1
+
+
 @keras.saving.register_keras_serializable(package="keras_vit")
 class DETRModel(keras.Model):
     """The DETR detector as a `keras.Model` that trains with its own set loss.
@@ -362,8 +371,10 @@ class DETRModel(keras.Model):
 
         `loss` may be any callable `(y_true, y_pred) -> {"loss": total, ...}` or a
         scalar; `loss_ce`, `loss_bbox`, `loss_giou` in its result are logged. On
-        TensorFlow `jit_compile` defaults to False unless the loss says it is
-        `xla_compatible` (the default matching is a host call).
+        TensorFlow `jit_compile="auto"` is Keras' choice (XLA on a GPU without
+        `tf.distribute`) when the loss says it is `xla_compatible` (the default
+        matcher solves in `keras.ops` under XLA), else False (a host-only matcher,
+        `solver="scipy"`).
 
         Example:
         >>> import keras
@@ -391,7 +402,11 @@ class DETRModel(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The compiled loss (DETR's set loss by default) of `y_pred` against the padded targets `y`.
 
-        `sample_weight` is not used; the model's own regularization losses are added.
+        `sample_weight` is not used; the model's own regularization losses are added (scaled per
+        replica under `tf.distribute`, as Keras scales them). The loss is this replica's share of the
+        global batch's loss (DETRLoss normalizes by the global number of boxes), so the replicas'
+        gradients add up to one device's. `loss_ce`, `loss_bbox`, `loss_giou` are logged as Keras
+        logs `loss`: unscaled, weighted by the number of images.
         """
         if self._set_loss is None:
             object.__setattr__(self, "_set_loss", self._default_loss())
@@ -402,17 +417,19 @@ class DETRModel(keras.Model):
         result = self._set_loss(y, y_pred)
         if isinstance(result, dict):
             total = result["loss"]
+            batch_size = ops.shape(y_pred["logits"])[0]
+            replicas = _replicas_in_sync()
             for name, tracker in (
                 ("loss_ce", self.loss_ce_tracker),
                 ("loss_bbox", self.loss_bbox_tracker),
                 ("loss_giou", self.loss_giou_tracker),
             ):
                 if name in result:
-                    tracker.update_state(result[name])
+                    tracker.update_state(result[name] * replicas, sample_weight=batch_size)
         else:
             total = result
-        if self.losses:
-            total = total + ops.sum(ops.stack([ops.cast(l, total.dtype) for l in self.losses]))
+        for extra in self.losses:
+            total = total + ops.cast(self._aggregate_additional_loss(extra), total.dtype)
         return total
 
     # ---------------------------------------------------------- serialization
