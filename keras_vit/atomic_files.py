@@ -17,6 +17,7 @@ Example:
 
 import contextlib
 import errno
+import glob
 import os
 import shutil
 import tempfile
@@ -132,6 +133,9 @@ def replace_directory(source, path, attempts=100):
             try:
                 os.replace(source, path)
                 _fsync_path(os.path.dirname(os.path.abspath(path)))
+                # `.old-*` left by a writer killed between its two renames: garbage now that a
+                # complete directory is in place (a live writer's rmtree of its own tolerates this).
+                olds.extend(glob.glob(glob.escape(path) + ".old-*"))
                 return
             except OSError as error:
                 if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not os.path.isdir(path):

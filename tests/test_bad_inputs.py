@@ -150,3 +150,16 @@ def test_vit_family_batch_of_zero_images(family):
         model(_images(0))
     with pytest.raises(ValueError, match=EMPTY):
         model.predict_on_batch(_images(0))
+
+
+def test_non_finite_box_and_repeated_rows_name_the_image():
+    from keras_vit.data.detection import check_target_arrays
+
+    targets = _targets(2)
+    targets["boxes"][1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"\(image 1, box 0\) is not finite"):
+        check_detection_targets(targets)
+    # The set loss repeats each image's targets once per decoder layer (here 3): row 3 is image 1.
+    repeated = {key: np.repeat(value, 3, axis=0) for key, value in targets.items()}
+    with pytest.raises(ValueError, match=r"\(image 1, box 0\) is not finite"):
+        check_target_arrays(repeated["boxes"], repeated["labels"], repeated["valid"], rows_per_image=3)

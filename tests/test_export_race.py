@@ -86,6 +86,18 @@ def test_two_processes_replacing_one_directory(tmp_path):
     )
 
 
+def test_a_writer_killed_between_its_renames_leaves_nothing_behind(tmp_path):
+    from keras_vit.atomic_files import replace_directory
+
+    # Killed after renaming the previous export aside, before renaming its own in.
+    os.makedirs(tmp_path / "sm.old-0badc0de" / "variables")
+    (tmp_path / ".sm.tmp-next").mkdir()
+    (tmp_path / ".sm.tmp-next" / "saved_model.pb").write_text("next")
+    replace_directory(str(tmp_path / ".sm.tmp-next"), str(tmp_path / "sm"))
+    assert sorted(os.listdir(tmp_path)) == ["sm"]
+    assert (tmp_path / "sm" / "saved_model.pb").read_text() == "next"
+
+
 EXPORT_WRITER = textwrap.dedent(
     """
     import sys, time

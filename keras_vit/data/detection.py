@@ -157,8 +157,11 @@ def check_detection_targets(targets, num_classes=None, num_images=None):
     check_target_arrays(np.asarray(boxes, "float64"), labels, valid, num_classes)
 
 
-def check_target_arrays(boxes, labels, valid, num_classes=None):
+def check_target_arrays(boxes, labels, valid, num_classes=None, rows_per_image=1):
     """`validate_detection_targets` on NumPy arrays: what the matcher's host callback runs.
+
+    `rows_per_image`: how many consecutive rows repeat each image's targets (the set loss
+    repeats them once per decoder layer); errors name the image, row // rows_per_image.
 
     Example:
     >>> check_target_arrays(np.array([[[0.5, 0.5, 0.1, 0.1]]]), np.array([[0]]), np.array([[1.0]]))
@@ -173,35 +176,46 @@ def check_target_arrays(boxes, labels, valid, num_classes=None):
     if not np.all((valid == 0) | (valid == 1)):
         raise ValueError("Target 'valid' must be 1 for a real box and 0 for padding; got other values.")
     real = valid > 0
-    where = lambda bad: tuple(int(i) for i in np.argwhere(bad & real)[0])  # noqa: E731
-    bad = ~np.isfinite(boxes).all(-1) | (boxes < 0).any(-1) | (boxes > 1).any(-1)
+
+    def where(bad):  # (image, box, row) of the first bad real box
+        row, slot = (int(i) for i in np.argwhere(bad & real)[0])
+        return row // rows_per_image, slot, row
+
+    bad = ~np.isfinite(boxes).all(-1)
     if np.any(bad & real):
-        b, m = where(bad)
+        b, m, row = where(bad)
         raise ValueError(
-            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) is outside [0, 1]: boxes must be "
+            f"Target box {boxes[row, m].tolist()} (image {b}, box {m}) is not finite (NaN or inf); fix or drop it "
+            "(or mark it invalid) before training."
+        )
+    bad = (boxes < 0).any(-1) | (boxes > 1).any(-1)
+    if np.any(bad & real):
+        b, m, row = where(bad)
+        raise ValueError(
+            f"Target box {boxes[row, m].tolist()} (image {b}, box {m}) is outside [0, 1]: boxes must be "
             "normalized (cx, cy, w, h), i.e. pixel coordinates divided by the image width and height."
         )
     bad = (boxes[..., 2] <= 0) | (boxes[..., 3] <= 0)
     if np.any(bad & real):
-        b, m = where(bad)
+        b, m, row = where(bad)
         raise ValueError(
-            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) has a non-positive width or height; "
+            f"Target box {boxes[row, m].tolist()} (image {b}, box {m}) has a non-positive width or height; "
             "drop empty boxes (or mark them invalid) before training."
         )
     corners = box_cxcywh_to_xyxy(boxes)
     bad = (corners < -_CORNER_TOLERANCE).any(-1) | (corners > 1 + _CORNER_TOLERANCE).any(-1)
     if np.any(bad & real):
-        b, m = where(bad)
+        b, m, row = where(bad)
         raise ValueError(
-            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) extends outside the image: its "
+            f"Target box {boxes[row, m].tolist()} (image {b}, box {m}) extends outside the image: its "
             "corners cx -+ w/2, cy -+ h/2 must lie in [0, 1]. Clip boxes to the image first."
         )
     if num_classes is not None:
         bad = (labels < 0) | (labels >= num_classes)
         if np.any(bad & real):
-            b, m = where(bad)
+            b, m, row = where(bad)
             raise ValueError(
-                f"Target label {int(labels[b, m])} (image {b}, box {m}) is not in [0, {num_classes}): "
+                f"Target label {int(labels[row, m])} (image {b}, box {m}) is not in [0, {num_classes}): "
                 f"labels are class indices below num_classes={num_classes} (no-object is implicit)."
             )
 
