@@ -55,6 +55,11 @@ def atomic_path(path):
     """
     path = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(path)
+    parent = folder
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"Cannot write {path}: {parent} is a file, not a folder. Choose another path.")
     os.makedirs(folder, exist_ok=True)
     # Keras and TFLite choose a format from the extension: the temporary file keeps it.
     extension = name[name.index(".", 1):] if "." in name[1:] else ""
@@ -94,6 +99,12 @@ def save_model(model, path):
     >>> keras.saving.load_model(path).count_params()
     3
     """
+    if not os.fspath(path).endswith((".keras", ".h5")):
+        # Checked here: Keras' own message would name the temporary file, not `path`.
+        raise ValueError(
+            f"Cannot save a model to {path}: the file name must end in .keras (the native Keras format) "
+            "or .h5; use keras_vit.export_saved_model for a SavedModel."
+        )
     with atomic_path(path) as temporary:
         model.save(temporary)
 

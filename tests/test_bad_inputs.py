@@ -5,6 +5,8 @@ backend traces a step (so it is the same on TensorFlow, JAX and PyTorch), naming
 user counts it.
 """
 
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -163,3 +165,28 @@ def test_non_finite_box_and_repeated_rows_name_the_image():
     repeated = {key: np.repeat(value, 3, axis=0) for key, value in targets.items()}
     with pytest.raises(ValueError, match=r"\(image 1, box 0\) is not finite"):
         check_target_arrays(repeated["boxes"], repeated["labels"], repeated["valid"], rows_per_image=3)
+
+
+@pytest.mark.parametrize(
+    "inputs, message",
+    [
+        ({"image": _images(2)}, r"dict with keys 'images' and optionally 'pixel_mask'; got keys \['image'\]"),
+        (_images(2)[0], r"must be \(batch, height, width, channels\), got shape \(16, 16, 3\)"),
+    ],
+    ids=["misspelled key", "one image without its batch axis"],
+)
+def test_detr_inputs_checked_before_the_backbone_is_built(detr, inputs, message):
+    with pytest.raises(ValueError, match=message):
+        detr.predict_on_batch(inputs)
+
+
+def test_save_model_names_the_users_path(tmp_path):
+    from keras_vit.atomic_files import save_model
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match=r"model: the file name must end in \.keras"):
+        save_model(model, str(tmp_path / "model"))
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ValueError, match="afile is a file, not a folder"):
+        save_model(model, str(tmp_path / "afile" / "model.keras"))
+    assert sorted(os.listdir(tmp_path)) == ["afile"]

@@ -250,14 +250,18 @@ class DETRModel(keras.Model):
         object.__setattr__(self, "_set_loss", None)
 
     # ----------------------------------------------------------------- inputs
+    @staticmethod
+    def _check_input_keys(inputs):
+        unknown = sorted(set(inputs) - {"images", "pixel_mask"})
+        if "images" not in inputs or unknown:
+            raise ValueError(
+                f"DETR takes images (B, H, W, 3) or a dict with keys 'images' and optionally "
+                f"'pixel_mask'; got keys {sorted(inputs)}."
+            )
+
     def _split_inputs(self, inputs):
         if isinstance(inputs, dict):
-            unknown = sorted(set(inputs) - {"images", "pixel_mask"})
-            if "images" not in inputs or unknown:
-                raise ValueError(
-                    f"DETR takes images (B, H, W, 3) or a dict with keys 'images' and optionally "
-                    f"'pixel_mask'; got keys {sorted(inputs)}."
-                )
+            self._check_input_keys(inputs)
             images, pixel_mask = inputs["images"], inputs.get("pixel_mask")
         elif isinstance(inputs, (list, tuple)) and len(inputs) == 2:
             images, pixel_mask = inputs
@@ -291,7 +295,8 @@ class DETRModel(keras.Model):
         (`prepare_detection_dataset` checks its targets as it reads them).
         """
         if isinstance(x, dict):
-            images = x.get("images")
+            self._check_input_keys(x)
+            images = x["images"]
         elif isinstance(x, (list, tuple)) and len(x) == 2:
             images = x[0]
         else:
@@ -299,6 +304,8 @@ class DETRModel(keras.Model):
         shape = getattr(images, "shape", None)
         if shape is None or len(shape) == 0:  # a dataset, a generator, a PyDataset
             return
+        if len(shape) != 4:  # before Keras builds the backbone on it
+            raise ValueError(f"DETR images must be (batch, height, width, channels), got shape {tuple(shape)}.")
         check_batch_not_empty(images, "DETR")
         if y is not None:
             # Imported here: the data module sits above the models (it reads datasets with TensorFlow).
