@@ -22,8 +22,10 @@ from keras_vit._tensorflow_logs import hidden_tensorflow_logs
 with hidden_tensorflow_logs():
     import keras  # noqa: F401
 
-    from keras_vit import data, export, layers, models, training, viz, weights
+    from keras_vit import data, export, labels, layers, models, training, viz, weights
+from keras_vit.data.images import load_image, with_image_resizing
 from keras_vit.export import evaluate_tflite, export_saved_model, export_tflite
+from keras_vit.labels import decode_detections, decode_predictions, get_class_names, with_class_names
 from keras_vit.models import (
     DETR,
     TNT,

@@ -59,6 +59,12 @@ def test_train_in_process_to_a_chosen_path(tmp_path, capsys):
     assert f"Model saved to: {output}" in out
     accuracy = float(re.search(r"Test accuracy: ([0-9.]+)", out).group(1))
     model = keras.saving.load_model(str(output))
+    # The model keeps the dataset's class names, and the .tflite files get them in labels files.
+    import keras_vit
+
+    assert keras_vit.get_class_names(model) == tuple(str(digit) for digit in range(10))
+    for stem in ("model", "model_int8"):
+        assert (output.parent / f"{stem}.labels.txt").read_text().split() == [str(digit) for digit in range(10)]
     # The printed accuracy is the saved model's accuracy on the test split.
     from keras_vit.data import digits_dataset
 
@@ -86,6 +92,19 @@ def test_warmup_scales_with_epochs():
 
     assert default_warmup_epochs(20) == 3.0  # the quick start's 20 epochs keep their 3 warm-up epochs
     assert default_warmup_epochs(1) == pytest.approx(0.15) and default_warmup_epochs(10) == pytest.approx(1.5)
+
+
+def test_one_epoch_schedule_spends_little_time_warming_up():
+    # `--epochs 1` on the digits (1149 training images, batch 64: 18 steps): the peak rate comes
+    # after 2 steps, and the run averages over half of it (3 fixed warm-up epochs gave 0.10-0.19 accuracy).
+    from keras_vit.cli.train import learning_rate_schedule
+
+    schedule = learning_rate_schedule(2e-3, epochs=1, steps_per_epoch=18)
+    rates = np.array([float(to_numpy(schedule(step))) for step in range(18)])
+    assert schedule.warmup_steps == 2 and rates.argmax() == 2 and rates.max() == pytest.approx(2e-3)
+    assert rates.mean() > 0.5 * 2e-3
+    # An explicit --warmup-epochs longer than the run still leaves its last step to the decay.
+    assert learning_rate_schedule(2e-3, epochs=1, steps_per_epoch=18, warmup_epochs=3).warmup_steps == 17
 
 
 def test_help_prints_no_tensorflow_logs(tmp_path):

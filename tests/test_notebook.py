@@ -29,6 +29,10 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     )
     assert f"on the {BACKEND} backend; small setting: True" in text
     assert "TFLite test accuracy" in text
+    assert "images: True)" in text  # the .tflite file scores as the Keras model does (within 2 test images)
+    pictures = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+                if "image/png" in output.get("data", {})]
+    assert len(pictures) == 6  # samples, curves, confusion matrix, photo, attention, position embeddings
     keras_accuracy = float(text.split("Keras test accuracy: ")[1].split()[0])
     assert keras_accuracy > 0.5, text  # it learned the digits
     assert os.path.exists(tmp_path / "saved_models" / "quickstart_vit.tflite")

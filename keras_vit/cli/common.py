@@ -73,9 +73,17 @@ def model_name_type(task=None, extra=()):
 
 
 def add_verbose_flag(parser):
-    """`--verbose`: TensorFlow's C++ log lines, hidden by default, reach stderr."""
+    """`-v`/`--verbose`: TensorFlow's C++ log lines, hidden by default, reach stderr.
+
+    Example:
+    >>> import argparse
+    >>> parser = argparse.ArgumentParser()
+    >>> add_verbose_flag(parser)
+    >>> parser.parse_args(["-v"]).verbose
+    True
+    """
     parser.add_argument(
-        "--verbose", action="store_true",
+        "-v", "--verbose", action="store_true",
         help="show TensorFlow's C++ log lines (hidden by default; those printed when TensorFlow starts "
              "under the TensorFlow backend show with TF_CPP_MIN_LOG_LEVEL=0 in the environment)",
     )
@@ -102,20 +110,21 @@ def images_in_folder(folder):
     return [os.path.join(folder, name) for name in names]
 
 
-def load_images(paths, height, width, normalize="none"):
-    """(N, height, width, 3) float32 RGB pixels in [0, 255] (or normalized), and each image's (width, height)."""
-    import numpy as np
-    from PIL import Image
+def load_images(paths, height, width, normalize="none", crop_mode="squash", crop_pct=1.0, interpolation="bilinear"):
+    """(N, height, width, 3) float32 RGB pixels in [0, 255] (or normalized), and each image's (width, height).
 
-    images, sizes = [], []
-    for path in paths:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"{path}: no such image file.")
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            sizes.append(image.size)
-            images.append(np.asarray(image.resize((width, height), Image.BILINEAR), dtype="float32"))
-    images = np.stack(images)
+    Resized as `keras_vit.load_image` does with `crop_mode`, `crop_pct` and `interpolation` (the default:
+    to the size, as the training pipeline does). Grey, RGBA and 16-bit images are converted as
+    `keras_vit.data.images` documents; a file that is not an image is a `ValueError` naming it.
+    """
+    import numpy as np
+
+    from keras_vit.data.images import _as_rgb_array, load_image
+
+    pixels = [_as_rgb_array(path, path) for path in paths]
+    sizes = [(image.shape[1], image.shape[0]) for image in pixels]
+    images = load_image(pixels, image_size=(height, width), crop_mode=crop_mode, crop_pct=crop_pct,
+                        interpolation=interpolation)
     stats = NORMALIZATIONS[normalize]
     if stats is not None:
         mean, std = (np.asarray(s, "float32") for s in stats)

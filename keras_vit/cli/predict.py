@@ -1,13 +1,18 @@
 """`keras-vit predict`: run a .keras, SavedModel or .tflite file on images; print the top classes
-(or, for DETR, the boxes).
+(or, for DETR, the boxes), named.
 
     keras-vit predict saved_models/vit_custom_digits.tflite digit.png --top-k 3
+
+Class names come from `--labels`, else from the model: a .keras file that keeps them
+(`keras_vit.with_class_names`, as `keras-vit train` saves), the labels file next to a .tflite file or
+inside a SavedModel directory (`keras_vit.labels.labels_path`), ImageNet's names for 1,000 (or
+21,841) classes, COCO's for DETR's 91.
 """
 
 import argparse
 import os
 
-from keras_vit.cli.common import NORMALIZATIONS, add_verbose_flag, load_images
+from keras_vit.cli.common import NORMALIZATIONS, CommandError, add_verbose_flag, load_images
 
 
 def add_parser(subparsers):
@@ -28,7 +33,15 @@ def add_parser(subparsers):
     parser.add_argument("model", help="a .keras file, a SavedModel directory or a .tflite file")
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...)")
     parser.add_argument("--top-k", type=int, default=5, help="classes printed per image")
-    parser.add_argument("--labels", default=None, help="text file with one class name per line")
+    parser.add_argument("--labels", default=None,
+                        help="text file with one class name per line (default: the names the model keeps, the "
+                             "labels file next to the export, ImageNet's for 1000 classes, COCO's for DETR)")
+    parser.add_argument("--crop-mode", choices=("center", "squash"), default=None,
+                        help="keep the aspect and crop the centre (published checkpoints' recipe), or resize to the "
+                             "input size (keras-vit train's pipeline); default: what the .keras model keeps, else squash")
+    parser.add_argument("--crop-pct", type=float, default=None,
+                        help="fraction of the resized image kept by the crop (default: the model's recipe, else 0.9 "
+                             "with --crop-mode center, as the published 224 checkpoints; 1.0 otherwise)")
     parser.add_argument("--normalize", choices=tuple(NORMALIZATIONS), default="none",
                         help="normalization to apply first, for models that do not include preprocessing")
     parser.add_argument("--threshold", type=float, default=0.5, help="DETR: smallest score of a printed box")
@@ -41,11 +54,16 @@ class _Predictor:
     """A .keras, SavedModel or .tflite file as `(images) -> {name: array}` with its image size."""
 
     def __init__(self, path):
+        from keras_vit.labels import labels_path
+
         self.path = path
+        self.model = None  # the Keras model, for a .keras file
+        self.labels_file = None  # where an export keeps its class names
         if path.endswith(".tflite"):
             from keras_vit.export.litert_runtime import TFLiteRunner
 
             runner = TFLiteRunner(path)
+            self.labels_file = labels_path(path)
             name = runner.input_names[0]
             shape = runner.input_details[name]["shape_signature"]
             self.size = (int(shape[1]), int(shape[2]))
@@ -54,6 +72,7 @@ class _Predictor:
             import tensorflow as tf
 
             serve = tf.saved_model.load(path).signatures["serving_default"]
+            self.labels_file = labels_path(path)
             (name, spec), = serve.structured_input_signature[1].items()
             self.size = (spec.shape[1], spec.shape[2])
             self.run = lambda x: {k: v.numpy() for k, v in serve(**{name: tf.constant(x)}).items()}
@@ -63,6 +82,7 @@ class _Predictor:
             from keras_vit.export.signature import input_specs, to_numpy_dict
 
             model = keras.saving.load_model(path, compile=False)
+            self.model = model
             shape = input_specs(model)[0][1]
             self.size = (shape[1], shape[2])
             self.run = lambda x: to_numpy_dict(model(x, training=False))
@@ -73,8 +93,30 @@ class _Predictor:
             self.size = tuple(s or 800 for s in self.size)
 
 
+def _class_names(args, predictor, num_classes):
+    """The names of the model's classes (see the module docstring), or None."""
+    from keras_vit.labels import _resolve_names, get_class_names, read_labels_file
+
+    if args.labels:
+        try:
+            return read_labels_file(args.labels, num_classes)
+        except FileNotFoundError:
+            raise CommandError(f"--labels {args.labels}: no such file.") from None
+        except ValueError as error:
+            raise CommandError(f"--labels: {error}") from None
+    if predictor.model is not None and get_class_names(predictor.model) is not None:
+        return get_class_names(predictor.model)
+    if predictor.labels_file and os.path.exists(predictor.labels_file):
+        try:
+            return read_labels_file(predictor.labels_file, num_classes)
+        except ValueError as error:
+            raise CommandError(str(error)) from None
+    names = _resolve_names(None, num_classes)
+    return None if names[0] == "class 0" else names
+
+
 def run(args):
-    """Runs `keras-vit predict`: prints the top classes (or DETR's boxes) for each image."""
+    """Runs `keras-vit predict`: prints the top classes (or DETR's boxes) for each image, named."""
     import numpy as np
     from scipy.special import softmax
 
@@ -82,19 +124,22 @@ def run(args):
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file or directory.")
-    labels = None
-    if args.labels:
-        with open(args.labels) as f:
-            labels = [line.strip() for line in f if line.strip()]
     predictor = _Predictor(args.model)
     height, width = predictor.size
-    images, sizes = load_images(args.images, height, width, args.normalize)
+    # Resized as the flags say, else as the .keras model says it was trained (keras-vit train keeps it),
+    # else to the input size (the training pipeline's way).
+    from keras_vit.labels import get_image_recipe
+
+    recipe = (get_image_recipe(predictor.model) if predictor.model is not None else None) or {}
+    crop_mode = args.crop_mode or recipe.get("crop_mode", "squash")
+    crop_pct = args.crop_pct or (recipe.get("crop_pct") if crop_mode == recipe.get("crop_mode") else None)
+    crop_pct = crop_pct or (0.9 if crop_mode == "center" else 1.0)
+    interpolation = recipe.get("interpolation") or ("bicubic" if crop_mode == "center" else "bilinear")
+    images, sizes = load_images(args.images, height, width, args.normalize, crop_mode, crop_pct, interpolation)
     outputs = predictor.run(images)
 
-    def label(index):
-        return f"{labels[index]} ({index})" if labels and index < len(labels) else f"class {index}"
-
     if "pred_boxes" in outputs and "logits" in outputs:  # DETR: per query, classes + "no object"
+        labels = _class_names(args, predictor, outputs["logits"].shape[-1] - 1)
         probs = softmax(outputs["logits"], axis=-1)[..., :-1]
         for path, size, p, boxes in zip(args.images, sizes, probs, outputs["pred_boxes"]):
             print(f"{path}:")
@@ -106,16 +151,21 @@ def run(args):
                     break
                 # Normalized (cx, cy, w, h) to corners in pixels; `size` is PIL's (width, height).
                 x0, y0, x1, y1 = box_cxcywh_to_xyxy(np.asarray(boxes[q], "float64")) * np.tile(size, 2)
-                print(f"  {label(int(classes[q]))}  score {scores[q]:.3f}  box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
+                print(f"  {_label(labels, int(classes[q]))}  score {scores[q]:.3f}  box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
                 shown += 1
             if not shown:
                 print(f"  no box with score >= {args.threshold}")
         return 0
     logits = outputs["output_0"] if "output_0" in outputs else next(iter(outputs.values()))
+    labels = _class_names(args, predictor, logits.shape[-1])
     is_probability = np.all(logits >= 0) and np.allclose(logits.sum(-1), 1.0, atol=1e-3)
     probs = logits if is_probability else softmax(logits, axis=-1)
     for path, p in zip(args.images, probs):
         print(f"{path}:")
         for rank, index in enumerate(np.argsort(-p)[: args.top_k], start=1):
-            print(f"  {rank}. {label(int(index))}  {p[index]:.4f}")
+            print(f"  {rank}. {_label(labels, int(index))}  {p[index]:.4f}")
     return 0
+
+
+def _label(labels, index):
+    return f"{labels[index]} ({index})" if labels else f"class {index}"

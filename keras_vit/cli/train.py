@@ -176,6 +176,31 @@ def default_warmup_epochs(epochs):
     return min(MAX_DEFAULT_WARMUP_EPOCHS, DEFAULT_WARMUP_FRACTION * epochs)
 
 
+def learning_rate_schedule(learning_rate, epochs, steps_per_epoch, warmup_epochs=None):
+    """Linear warm-up to `learning_rate`, then cosine decay to 0 at the end of training.
+
+    The warm-up is `default_warmup_epochs(epochs)` unless given, and always ends before the
+    last step: with `--epochs 1` it is the first 15% of the epoch, so the run trains at a
+    useful rate for most of its steps.
+
+    Example:
+    >>> schedule = learning_rate_schedule(2e-3, epochs=1, steps_per_epoch=20)
+    >>> schedule.warmup_steps, round(float(schedule(3)), 6)
+    (3, 0.002)
+    """
+    import keras
+
+    total_steps = steps_per_epoch * epochs
+    warmup_epochs = default_warmup_epochs(epochs) if warmup_epochs is None else warmup_epochs
+    warmup_steps = min(int(warmup_epochs * steps_per_epoch), total_steps - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else learning_rate,
+        decay_steps=max(total_steps - warmup_steps, 1),
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
 def dataset_slug(source):
     """A file-name-safe name of a dataset source ("tfds:cifar10" -> "tfds_cifar10")."""
     kind, _, location = source.partition(":")
@@ -337,16 +362,13 @@ def train_classifier(args, family, config, start):
     if args.weights:
         progress(f"Building {args.model} with the weights {args.weights}")
     model = build_classifier(args, family, config, image_size, data.num_classes)
-    steps_per_epoch = data.steps_per_epoch
-    total_steps = steps_per_epoch * args.epochs
-    warmup_epochs = default_warmup_epochs(args.epochs) if args.warmup_epochs is None else args.warmup_epochs
-    warmup_steps = min(int(warmup_epochs * steps_per_epoch), total_steps - 1)
-    schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup_steps else args.learning_rate,
-        decay_steps=max(total_steps - warmup_steps, 1),
-        warmup_target=args.learning_rate if warmup_steps else None,
-        warmup_steps=warmup_steps,
-    )
+    # The model keeps its class names (the dataset's folder or tfds label names) and how its images were
+    # resized, through the .keras file and into the .tflite files' labels files.
+    from keras_vit.data.classification import PIPELINE_IMAGE_RECIPE
+    from keras_vit.labels import with_class_names
+
+    model = with_class_names(model, data.class_names, image_recipe=PIPELINE_IMAGE_RECIPE)
+    schedule = learning_rate_schedule(args.learning_rate, args.epochs, data.steps_per_epoch, args.warmup_epochs)
     optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=args.weight_decay, global_clipnorm=1.0)
     if data.one_hot:
         loss = keras.losses.CategoricalCrossentropy(from_logits=True)
@@ -359,6 +381,7 @@ def train_classifier(args, family, config, start):
         f"Training {model_name} ({described}, image {image_size}x{image_size}, {model.count_params():,} parameters) "
         f"on {args.dataset} ({data.num_examples['train']} train / {data.num_examples['validation']} validation / "
         f"{data.num_examples['test']} test images, {data.num_classes} classes) for {args.epochs} epochs "
+        f"({schedule.warmup_steps} of {schedule.warmup_steps + schedule.decay_steps} steps warming up) "
         f"on the {keras.backend.backend()} backend.",
         flush=True,
     )

@@ -19,6 +19,9 @@ from keras_vit.data.classification import (
     tfds_dataset,
 )
 
+# Any image in (keras_vit/data/images.py).
+from keras_vit.data.images import image_recipe, load_image, resize_and_center_crop, with_image_resizing
+
 # Detection (keras_vit/data/detection.py, keras_vit/data/shapes.py).
 from keras_vit.data.detection import (
     check_detection_targets,

@@ -30,6 +30,9 @@ SPLITS = ("train", "validation", "test")
 VALIDATION_FOLDER_NAMES = ("validation", "val", "valid")
 # Fraction of the training split held out for validation when a source has no validation split.
 HELD_OUT_FRACTION = 0.1
+# How `classification_pipeline` resizes images (to the size, aspect not kept, bilinear, antialiased), in
+# `keras_vit.load_image`'s words: a model trained on these pipelines keeps it (`with_class_names`).
+PIPELINE_IMAGE_RECIPE = {"crop_mode": "squash", "crop_pct": 1.0, "interpolation": "bilinear"}
 
 
 def load_digits(split="train"):

@@ -2,13 +2,20 @@
 
 import numpy as np
 
+from keras_vit._tensorflow_logs import hidden_tensorflow_logs
+
 
 def _interpreter(path, num_threads=None):
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as error:  # pragma: no cover - the export extra installs it
         raise ImportError("Running .tflite files needs ai-edge-litert: pip install 'keras-vit[export]'.") from error
-    return Interpreter(model_path=str(path), num_threads=num_threads)
+    # LiteRT says "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." when the tensors are
+    # first allocated: hidden like TensorFlow's other C++ lines (TF_CPP_MIN_LOG_LEVEL=0 shows it).
+    with hidden_tensorflow_logs():
+        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+        interpreter.allocate_tensors()
+    return interpreter
 
 
 def tflite_ops(path):
@@ -44,7 +51,8 @@ class TFLiteRunner:
     def __init__(self, path, num_threads=None):
         self.path = str(path)
         self.interpreter = _interpreter(path, num_threads)
-        self.runner = self.interpreter.get_signature_runner()
+        with hidden_tensorflow_logs():
+            self.runner = self.interpreter.get_signature_runner()
         self.input_details = self.runner.get_input_details()
         self._batch = None
 

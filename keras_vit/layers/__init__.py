@@ -13,13 +13,14 @@ import importlib
 import warnings
 
 from keras_vit.layers.attention import MultiHeadSelfAttention, scaled_dot_product_attention
+from keras_vit.layers.class_names import ClassNames
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.encoder_block import TransformerEncoderBlock
 from keras_vit.layers.frozen_batch_norm import FrozenBatchNormalization
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
-from keras_vit.layers.preprocessing import ImageNormalization
+from keras_vit.layers.preprocessing import ImageNormalization, ResizeAndCenterCrop
 from keras_vit.layers.tokens import ClassToken
 
 # Family layers that `keras_vit.layers` exported before each family got its own package.

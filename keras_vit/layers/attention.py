@@ -8,6 +8,9 @@ mask (ViT: none; Swin: relative position bias and shifted-window mask; DETR: key
 padding mask; TNT: none, with separate qk and v projections).
 """
 
+import contextlib
+import threading
+
 import keras
 import numpy as np
 from keras import ops
@@ -15,6 +18,47 @@ from keras import ops
 # Stands in for the logits of masked keys in the explicit path (selected with `where`, never added):
 # softmax gives such a key exactly 0 weight as long as one key of the row is real, whatever the logits.
 _MASKED_LOGIT = float(np.finfo("float32").min)
+
+
+_RECORDING = threading.local()
+
+
+@contextlib.contextmanager
+def recorded_attention():
+    """Within the block, every attention layer that runs appends `(layer, weights)` to the
+    list this yields: its softmax weights (batch, heads, queries, keys), before dropout.
+
+    For pictures of attention (`keras_vit.viz`). Call the model directly (`model(x)`,
+    not `predict`) so the layers run eagerly and the weights are concrete arrays.
+    Outside the block nothing is recorded and every layer takes its usual (fused) path.
+
+    Example:
+    >>> import numpy as np
+    >>> attn = MultiHeadSelfAttention(hidden_dim=8, num_heads=2)
+    >>> with recorded_attention() as records:
+    ...     _ = attn(np.zeros((1, 5, 8), "float32"))
+    >>> records[0][0] is attn, tuple(records[0][1].shape)
+    (True, (1, 2, 5, 5))
+    """
+    previous = getattr(_RECORDING, "records", None)
+    records = []
+    _RECORDING.records = records
+    try:
+        yield records
+    finally:
+        _RECORDING.records = previous
+
+
+def attention_record():
+    """The list `recorded_attention()` is filling in this thread, or None outside it.
+
+    Attention layers ask for the weights when it is not None and append `(self, weights)`.
+
+    Example:
+    >>> attention_record() is None
+    True
+    """
+    return getattr(_RECORDING, "records", None)
 
 
 def _fused_path_applies(query, mask, dropout_active, return_scores):
@@ -165,11 +209,14 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         num_tokens = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
         qkv = ops.reshape(self.qkv(inputs), (-1, num_tokens, 3, self.num_heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, heads, head_dim)
+        record = attention_record()
         attended = scaled_dot_product_attention(
             q, k, v, self.scale, dropout=self.attention_drop, training=training,
-            return_scores=return_attention_scores,
+            return_scores=return_attention_scores or record is not None,
         )
-        x, scores = attended if return_attention_scores else (attended, None)
+        x, scores = attended if return_attention_scores or record is not None else (attended, None)
+        if record is not None:
+            record.append((self, scores))
         x = ops.reshape(x, (-1, num_tokens, self.hidden_dim))
         x = self.proj_drop(self.proj(x), training=training)
         if return_attention_scores:

@@ -3,7 +3,7 @@
 
 import numpy as np
 
-from keras_vit.atomic_files import atomic_path
+from keras_vit.viz._figures import finish, new_figure
 
 
 def _displayable(image):
@@ -33,17 +33,10 @@ def plot_mae_reconstruction(mae, images, path, noise=None, titles=("original", "
     >>> plot_mae_reconstruction(mae, np.random.rand(2, 32, 32, 3).astype("float32"), path) == path
     True
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError("plot_mae_reconstruction needs matplotlib: pip install 'keras-vit[viz]'.") from error
     result = mae.reconstruct(images, noise=noise)
     columns = [result[k] for k in ("original", "masked", "reconstruction", "pasted")]
     rows = len(columns[0])
-    figure, axes = plt.subplots(rows, 4, figsize=(8, 2 * rows), squeeze=False)
+    figure, axes = new_figure(rows, 4)
     for row in range(rows):
         for column, (pictures, title) in enumerate(zip(columns, titles)):
             axis = axes[row, column]
@@ -51,9 +44,6 @@ def plot_mae_reconstruction(mae, images, path, noise=None, titles=("original", "
             axis.set_axis_off()
             if row == 0:
                 axis.set_title(title, fontsize=9)
-    figure.tight_layout()
     # Written to a temporary file and renamed (the format follows the extension, which it keeps).
-    with atomic_path(path) as temporary:
-        figure.savefig(temporary, dpi=80)
-    plt.close(figure)
+    finish(figure, path, dpi=80)
     return path

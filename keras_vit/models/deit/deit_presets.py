@@ -8,6 +8,10 @@ Inputs are normalized with ImageNet's mean and std.
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 from keras_vit.weights.published import timm_entry
 
+# How timm evaluates these checkpoints (their pretrained_cfg in timm 1.0.31): bicubic resize of the shorter
+# side to size / crop_pct, then a centre crop; crop_pct 0.9 at 224 and 1.0 at 384.
+_EVAL_RECIPE = {224: {"crop_pct": 0.9, "interpolation": "bicubic"}, 384: {"crop_pct": 1.0, "interpolation": "bicubic"}}
+
 # (timm name, distilled, input size); every one has the 1000 ImageNet-1k classes.
 _CHECKPOINTS = [
     ("deit_tiny_patch16_224.fb_in1k", False, 224),
@@ -20,7 +24,7 @@ _CHECKPOINTS = [
     ("deit_base_distilled_patch16_384.fb_in1k", True, 384),
 ]
 PRESETS = [
-    timm_entry(name, "vit", 1000, size, IMAGENET_MEAN, IMAGENET_STD, distilled=distilled)
+    timm_entry(name, "vit", 1000, size, IMAGENET_MEAN, IMAGENET_STD, distilled=distilled, **_EVAL_RECIPE[size])
     for name, distilled, size in _CHECKPOINTS
 ]
 

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vit.layers.attention import scaled_dot_product_attention
+from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
 
 # Old argument names -> the package's vocabulary (the feed-forward width is `mlp_dim` in every family).
@@ -211,9 +211,14 @@ class DETRAttention(keras.layers.Layer):
             # (B, S) -> (B, 1, 1, S), True for real keys: padded keys get exactly zero weight, as the
             # reference's boolean key_padding_mask gives them, however large the logits.
             mask = ops.expand_dims(ops.expand_dims(ops.greater(key_mask, 0.5), 1), 1)
+        record = attention_record()
         x = scaled_dot_product_attention(
-            q, k, v, self.scale, mask=mask, dropout=self.attention_drop, training=training
+            q, k, v, self.scale, mask=mask, dropout=self.attention_drop, training=training,
+            return_scores=record is not None,
         )
+        if record is not None:
+            x, scores = x
+            record.append((self, scores))  # (B, heads, queries, keys)
         x = ops.reshape(x, (ops.shape(x)[0], -1, self.hidden_dim))
         return self.out_proj(x)
 

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vit.layers.attention import scaled_dot_product_attention
+from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
@@ -262,9 +262,14 @@ class WindowAttention(keras.layers.Layer):
             num_images = ops.shape(inputs)[0] // num_windows
             bias = ops.broadcast_to(ops.expand_dims(bias, 0), (num_images, num_windows, heads, n, n))
             bias = ops.reshape(bias, (-1, heads, n, n))
+        record = attention_record()
         x = scaled_dot_product_attention(
-            q, k, v, self.scale, bias=bias, dropout=self.attention_drop, training=training
+            q, k, v, self.scale, bias=bias, dropout=self.attention_drop, training=training,
+            return_scores=record is not None,
         )
+        if record is not None:
+            x, scores = x
+            record.append((self, scores))  # (B * num_windows, heads, N, N), windows batch-major
         x = ops.reshape(x, (-1, n, self.hidden_dim))
         return self.proj_drop(self.proj(x), training=training)
 

@@ -14,7 +14,7 @@ patches of P pixels, patches are (B, 1 + N, D). The layers follow timm's
 import keras
 from keras import ops
 
-from keras_vit.layers.attention import scaled_dot_product_attention
+from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.patch_embedding import check_batch_not_empty
@@ -293,11 +293,15 @@ class TNTAttention(keras.layers.Layer):
         q = self._heads(qk[..., : self.hidden_dim], num_tokens)
         k = self._heads(qk[..., self.hidden_dim :], num_tokens)
         v = self._heads(self.v(x), num_tokens)
+        record = attention_record()
         attended = scaled_dot_product_attention(
             q, k, v, self.scale, dropout=self.attention_drop, training=training,
-            return_scores=return_attention_scores,
+            return_scores=return_attention_scores or record is not None,
         )
-        x, scores = attended if return_attention_scores else (attended, None)
+        x, scores = attended if return_attention_scores or record is not None else (attended, None)
+        if record is not None:
+            # Folded as computed: (B * leading..., heads, T, T).
+            record.append((self, scores))
         x = ops.reshape(x, (-1, num_tokens, self.hidden_dim))
         x = self.proj_drop(self.proj(x), training=training)
         x = ops.reshape(x, (-1,) + tuple(leading[1:]) + (num_tokens, self.hidden_dim))

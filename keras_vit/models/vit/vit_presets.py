@@ -7,6 +7,10 @@ ViT checkpoints take inputs normalized with mean = std = 0.5.
 from keras_vit.layers.preprocessing import INCEPTION_MEAN, INCEPTION_STD
 from keras_vit.weights.published import timm_entry
 
+# How timm evaluates these checkpoints (their pretrained_cfg in timm 1.0.31): bicubic resize of the shorter
+# side to size / crop_pct, then a centre crop; crop_pct 0.9 at 224 and 1.0 at 384.
+_EVAL_RECIPE = {224: {"crop_pct": 0.9, "interpolation": "bicubic"}, 384: {"crop_pct": 1.0, "interpolation": "bicubic"}}
+
 # (timm name, classes, input size); 0 classes: the checkpoint has no classifier head.
 _CHECKPOINTS = [
     ("vit_tiny_patch16_224.augreg_in21k_ft_in1k", 1000, 224),
@@ -27,7 +31,7 @@ _CHECKPOINTS = [
     ("vit_large_patch32_384.orig_in21k_ft_in1k", 1000, 384),
     ("vit_huge_patch14_224.orig_in21k", 0, 224),
 ]
-PRESETS = [timm_entry(name, "vit", classes, size, INCEPTION_MEAN, INCEPTION_STD) for name, classes, size in _CHECKPOINTS]
+PRESETS = [timm_entry(name, "vit", classes, size, INCEPTION_MEAN, INCEPTION_STD, **_EVAL_RECIPE[size]) for name, classes, size in _CHECKPOINTS]
 
 # What `weights="imagenet"` means for each builder, per input size.
 DEFAULT_WEIGHTS = {

@@ -1,0 +1,120 @@
+"""Class names: the shipped ImageNet and COCO names, decode_predictions / decode_detections, and a
+model that keeps its names through .keras files, exports and `keras-vit predict`."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import to_numpy
+
+import keras_vit
+from keras_vit.cli import main
+from keras_vit.labels import dataset_class_names, get_image_recipe, labels_path, read_labels_file
+
+NAMES = ("circle", "square", "triangle")
+
+
+@pytest.fixture(scope="module")
+def named_model():
+    model = keras_vit.VisionTransformer(image_size=16, patch_size=8, hidden_dim=16, depth=1, num_heads=2,
+                                        mlp_dim=32, num_classes=3, include_preprocessing=True, name="tiny_named")
+    recipe = {"crop_mode": "squash", "crop_pct": 1.0, "interpolation": "bilinear"}
+    return model, keras_vit.with_class_names(model, NAMES, image_recipe=recipe)
+
+
+def test_shipped_names_are_the_published_lists():
+    imagenet = dataset_class_names("imagenet1k")
+    assert len(imagenet) == 1000 and imagenet[0] == "tench" and imagenet[281] == "tabby" and imagenet[999] == "toilet tissue"
+    assert dataset_class_names("imagenet1k", full=True)[281] == "tabby, tabby cat"
+    assert len(dataset_class_names("imagenet22k")) == 21841
+    coco = dataset_class_names("coco")
+    assert len(coco) == 91 and (coco[1], coco[17], coco[90]) == ("person", "cat", "toothbrush")
+    assert coco[0] == coco[12] == "N/A"  # ids COCO does not use keep their place
+    with pytest.raises(ValueError, match="Unknown class names 'imagenet21k'"):
+        dataset_class_names("imagenet21k")
+
+
+def test_decode_predictions():
+    logits = np.full((2, 1000), -5.0, "float32")
+    logits[0, 281], logits[1, 0] = 5.0, 5.0
+    first, second = keras_vit.decode_predictions(logits, top=3)
+    assert [entry[:2] for entry in first][:1] == [(281, "tabby")] and second[0][:2] == (0, "tench")
+    assert len(first) == 3 and first[0][2] > 0.9 and first[0][2] >= first[1][2]
+    probs = np.array([[0.2, 0.5, 0.3]])
+    assert keras_vit.decode_predictions(probs, top=2, class_names=NAMES) == [[(1, "square", 0.5), (2, "triangle", 0.3)]]
+    assert keras_vit.decode_predictions(probs, top=1) == [[(1, "class 1", 0.5)]]
+    with pytest.raises(ValueError, match="2 class names for predictions of 3 classes"):
+        keras_vit.decode_predictions(probs, class_names=["a", "b"])
+
+
+def test_decode_detections_names_coco_classes():
+    logits = np.full((1, 3, 92), -9.0, "float32")
+    logits[0, 0, 1], logits[0, 1, 17], logits[0, 2, 91] = 9.0, 8.0, 9.0  # person, cat, no object
+    boxes = np.tile(np.array([0.5, 0.5, 0.2, 0.4], "float32"), (1, 3, 1))
+    result, = keras_vit.decode_detections({"logits": logits, "pred_boxes": boxes}, [(100, 200)])
+    assert result["names"] == ["person", "cat"] and result["labels"].tolist() == [1, 17]
+    np.testing.assert_allclose(result["boxes"][0], [80, 30, 120, 70], atol=1e-4)
+    shapes = keras_vit.decode_detections({"logits": logits[..., :4], "pred_boxes": boxes}, [(10, 10)],
+                                         threshold=0.0, class_names=NAMES)
+    assert set(shapes[0]["names"]) <= set(NAMES)
+
+
+def test_model_keeps_names_through_keras_file(named_model, tmp_path):
+    model, named = named_model
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
+    assert keras_vit.get_class_names(model) is None and keras_vit.get_class_names(named) == NAMES
+    path = str(tmp_path / "named.keras")
+    named.save(path)
+    loaded = keras.saving.load_model(path)
+    assert keras_vit.get_class_names(loaded) == NAMES and get_image_recipe(loaded)["crop_mode"] == "squash"
+    # The names layer leaves the logits as they are: the loaded named model equals the plain one.
+    logits = to_numpy(loaded.predict_on_batch(images))
+    np.testing.assert_allclose(logits, to_numpy(model.predict_on_batch(images)), atol=1e-6)
+    top = keras_vit.decode_predictions(logits, top=1, class_names=loaded)
+    assert top[0][0][1] == NAMES[int(np.argmax(logits[0]))]
+    # Weights saved before the names were attached still load (the names layer has no weights).
+    weights = str(tmp_path / "plain.weights.h5")
+    model.save_weights(weights)
+    again = keras_vit.with_class_names(model, ["a", "b", "c"])
+    again.load_weights(weights)
+    assert keras_vit.get_class_names(again) == ("a", "b", "c")  # renaming replaces the old names
+    assert len(again.layers) == len(named.layers)
+
+
+def test_names_must_match_the_head(named_model, tmp_path):
+    model, _ = named_model
+    with pytest.raises(ValueError, match="2 class names for tiny_named, whose head has 3 classes"):
+        keras_vit.with_class_names(model, ["a", "b"])
+    path = tmp_path / "labels.txt"
+    path.write_text("a\nb\n\n")
+    with pytest.raises(ValueError, match="has 2 class names but the model predicts 3 classes"):
+        read_labels_file(str(path), num_classes=3)
+
+
+def test_export_ships_labels_and_predict_prints_names(named_model, tmp_path, monkeypatch, capsys):
+    _, named = named_model
+    monkeypatch.chdir(tmp_path)
+    photo = np.random.default_rng(1).integers(0, 256, (30, 45, 3), dtype="uint8")
+    Image.fromarray(photo).save("photo.png")
+    named.save("named.keras")
+    keras_vit.export_tflite(named, "named.tflite")
+    assert labels_path("named.tflite") == "named.labels.txt"
+    assert open("named.labels.txt").read().split() == list(NAMES)
+    for artifact in ("named.keras", "named.tflite"):
+        assert main(["predict", artifact, "photo.png", "--top-k", "3"]) == 0
+        out = capsys.readouterr().out
+        assert all(f"{name} (" in out for name in NAMES), (artifact, out)
+    # A labels file whose length differs from the head: one clear line, no traceback.
+    with open("two.txt", "w") as f:
+        f.write("cat\ndog\n")
+    assert main(["predict", "named.tflite", "photo.png", "--labels", "two.txt"]) == 1
+    assert "two.txt has 2 class names but the model predicts 3 classes" in capsys.readouterr().err
+    # A file that is not an image.
+    with open("notes.png", "w") as f:
+        f.write("not a picture")
+    assert main(["predict", "named.keras", "notes.png"]) == 1
+    assert "notes.png: not an image file" in capsys.readouterr().err
+    assert not os.path.exists(".named.tflite.tmp")
