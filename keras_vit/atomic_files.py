@@ -16,8 +16,12 @@ Example:
 """
 
 import contextlib
+import errno
+import glob
 import os
+import shutil
 import tempfile
+import uuid
 
 
 def _fsync_path(path):
@@ -51,6 +55,11 @@ def atomic_path(path):
     """
     path = os.path.abspath(os.fspath(path))
     folder, name = os.path.split(path)
+    parent = folder
+    while parent and not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if parent and not os.path.isdir(parent):
+        raise ValueError(f"Cannot write {path}: {parent} is a file, not a folder. Choose another path.")
     os.makedirs(folder, exist_ok=True)
     # Keras and TFLite choose a format from the extension: the temporary file keeps it.
     extension = name[name.index(".", 1):] if "." in name[1:] else ""
@@ -90,5 +99,63 @@ def save_model(model, path):
     >>> keras.saving.load_model(path).count_params()
     3
     """
+    if not os.fspath(path).endswith((".keras", ".h5")):
+        # Checked here: Keras' own message would name the temporary file, not `path`.
+        raise ValueError(
+            f"Cannot save a model to {path}: the file name must end in .keras (the native Keras format) "
+            "or .h5; use keras_vit.export_saved_model for a SavedModel."
+        )
     with atomic_path(path) as temporary:
         model.save(temporary)
+
+
+def replace_directory(source, path, attempts=100):
+    """Renames the complete directory `source` onto `path`, replacing the directory there.
+
+    A directory cannot be renamed onto a non-empty one, so the previous one is first renamed
+    aside (`<path>.old-*`) and removed after; `source` must be in `path`'s folder (one file
+    system). Two processes replacing the same path at the same moment can interleave those two
+    renames: the loser's rename fails (ENOTEMPTY, EEXIST) or finds the previous directory already
+    gone; it then moves the winner's directory aside and tries again, so the last writer wins,
+    `path` always ends as one complete directory and each process removes the `.old-*` it made.
+
+    Example:
+    >>> import os, tempfile
+    >>> folder = tempfile.mkdtemp()
+    >>> for version in ("1", "2"):
+    ...     new = os.path.join(folder, ".export.tmp")
+    ...     os.makedirs(new)
+    ...     with open(os.path.join(new, "version"), "w") as f:
+    ...         _ = f.write(version)
+    ...     replace_directory(new, os.path.join(folder, "export"))
+    >>> os.listdir(folder), open(os.path.join(folder, "export", "version")).read()
+    (['export'], '2')
+    """
+    olds = []
+    try:
+        for _ in range(attempts):
+            if os.path.exists(path):
+                old = f"{path}.old-{uuid.uuid4().hex[:8]}"
+                try:
+                    os.replace(path, old)
+                    olds.append(old)
+                except FileNotFoundError:  # another writer moved it aside first
+                    pass
+            try:
+                os.replace(source, path)
+                _fsync_path(os.path.dirname(os.path.abspath(path)))
+                # `.old-*` left by a writer killed between its two renames: garbage now that a
+                # complete directory is in place (a live writer's rmtree of its own tolerates this).
+                olds.extend(glob.glob(glob.escape(path) + ".old-*"))
+                return
+            except OSError as error:
+                if error.errno not in (errno.ENOTEMPTY, errno.EEXIST) or not os.path.isdir(path):
+                    raise
+                # Another writer put its directory in between: move it aside and try again.
+        raise OSError(
+            f"Could not replace {path}: other processes kept writing there for {attempts} attempts. "
+            "Write to different paths, or one at a time."
+        )
+    finally:
+        for old in olds:
+            shutil.rmtree(old, ignore_errors=True)

@@ -28,6 +28,7 @@ from keras_vit.data.images import image_recipe, load_image, resize_and_center_cr
 
 # Detection (keras_vit/data/detection.py, keras_vit/data/shapes.py).
 from keras_vit.data.detection import (
+    check_detection_targets,
     coco_detection_dataset,
     detection_dataset_from_arrays,
     load_coco_folder,

@@ -102,8 +102,67 @@ def validate_detection_targets(targets, num_classes=None):
     check_target_arrays(boxes, labels, valid, num_classes)
 
 
-def check_target_arrays(boxes, labels, valid, num_classes=None):
+TARGET_KEYS = ("boxes", "labels", "valid")
+
+
+def check_detection_targets(targets, num_classes=None, num_images=None):
+    """Checks DETR training targets given as host data (NumPy arrays, lists) before they reach the model.
+
+    What `DETRModel.fit`, `evaluate`, `train_on_batch` and `test_on_batch` run on targets passed as
+    arrays, so that a bad target raises one ValueError naming its image (counted in the targets as
+    given) before any backend traces the training step. Checks that `targets` is a dict with
+    "boxes", "labels" and "valid", that their shapes agree, that there is one entry per image
+    (`num_images`, when given), then every real box and label (`validate_detection_targets`).
+
+    Example:
+    >>> check_detection_targets({"boxes": np.full((1, 2, 4), 0.25), "labels": np.zeros((1, 2))})
+    Traceback (most recent call last):
+    ...
+    ValueError: DETR targets are missing 'valid' ...
+    >>> check_detection_targets(pad_detection_targets([[[0.5, 0.5, 0.2, 0.2]]], [[0]], max_boxes=2), num_images=1)
+    """
+    if not isinstance(targets, dict):
+        raise ValueError(
+            f"DETR targets must be a dict {{'boxes': (B, M, 4), 'labels': (B, M), 'valid': (B, M)}}; got "
+            f"{type(targets).__name__}. Build it with keras_vit.data.pad_detection_targets(boxes, labels, max_boxes)."
+        )
+    missing = [key for key in TARGET_KEYS if key not in targets]
+    if missing:
+        raise ValueError(
+            f"DETR targets are missing {', '.join(repr(k) for k in missing)} (got keys {sorted(targets)}): pass "
+            "{'boxes': (B, M, 4) normalized cx,cy,w,h, 'labels': (B, M) int, 'valid': (B, M) 1 for a real box "
+            "and 0 for padding}; keras_vit.data.pad_detection_targets(boxes, labels, max_boxes) builds it from "
+            "per-image lists."
+        )
+    arrays = {}
+    for key in TARGET_KEYS:
+        try:
+            arrays[key] = np.asarray(keras.ops.convert_to_numpy(targets[key]))
+        except (ValueError, TypeError) as error:  # ragged lists: one image with more boxes than another
+            raise ValueError(
+                f"DETR target {key!r} is not a rectangular array ({error}); pad every image to the same "
+                "number of boxes with keras_vit.data.pad_detection_targets(boxes, labels, max_boxes)."
+            ) from None
+    boxes, labels, valid = arrays["boxes"], arrays["labels"], arrays["valid"]
+    if boxes.ndim == 3 and labels.ndim == 2 and boxes.shape[:2] != labels.shape:
+        raise ValueError(
+            f"DETR target 'labels' {labels.shape} and 'boxes' {boxes.shape} disagree: give one label per box "
+            "slot, (B, M) labels for (B, M, 4) boxes; pad_detection_targets(boxes, labels, max_boxes) pads both."
+        )
+    if num_images is not None and boxes.ndim >= 1 and boxes.shape[0] != num_images:
+        raise ValueError(
+            f"Got {num_images} images but targets for {boxes.shape[0]} images; give one target row per image."
+        )
+    if labels.dtype.kind not in "iuf" or (labels.dtype.kind == "f" and np.any((labels != np.round(labels)) & (valid > 0))):
+        raise ValueError(f"DETR target 'labels' must be integer class indices; got {labels.dtype} values.")
+    check_target_arrays(np.asarray(boxes, "float64"), labels, valid, num_classes)
+
+
+def check_target_arrays(boxes, labels, valid, num_classes=None, rows_per_image=1):
     """`validate_detection_targets` on NumPy arrays: what the matcher's host callback runs.
+
+    `rows_per_image`: how many consecutive rows repeat each image's targets (the set loss
+    repeats them once per decoder layer); errors name the image, row // rows_per_image.
 
     Example:
     >>> check_target_arrays(np.array([[[0.5, 0.5, 0.1, 0.1]]]), np.array([[0]]), np.array([[1.0]]))
@@ -118,35 +177,46 @@ def check_target_arrays(boxes, labels, valid, num_classes=None):
     if not np.all((valid == 0) | (valid == 1)):
         raise ValueError("Target 'valid' must be 1 for a real box and 0 for padding; got other values.")
     real = valid > 0
-    where = lambda bad: tuple(int(i) for i in np.argwhere(bad & real)[0])  # noqa: E731
-    bad = ~np.isfinite(boxes).all(-1) | (boxes < 0).any(-1) | (boxes > 1).any(-1)
+
+    def where(bad):  # (image, box, row) of the first bad real box
+        row, slot = (int(i) for i in np.argwhere(bad & real)[0])
+        return row // rows_per_image, slot, row
+
+    bad = ~np.isfinite(boxes).all(-1)
     if np.any(bad & real):
-        b, m = where(bad)
+        b, m, row = where(bad)
         raise ValueError(
-            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) is outside [0, 1]: boxes must be "
+            f"Target box {boxes[row, m].tolist()} (image {b}, box {m}) is not finite (NaN or inf); fix or drop it "
+            "(or mark it invalid) before training."
+        )
+    bad = (boxes < 0).any(-1) | (boxes > 1).any(-1)
+    if np.any(bad & real):
+        b, m, row = where(bad)
+        raise ValueError(
+            f"Target box {boxes[row, m].tolist()} (image {b}, box {m}) is outside [0, 1]: boxes must be "
             "normalized (cx, cy, w, h), i.e. pixel coordinates divided by the image width and height."
         )
     bad = (boxes[..., 2] <= 0) | (boxes[..., 3] <= 0)
     if np.any(bad & real):
-        b, m = where(bad)
+        b, m, row = where(bad)
         raise ValueError(
-            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) has a non-positive width or height; "
+            f"Target box {boxes[row, m].tolist()} (image {b}, box {m}) has a non-positive width or height; "
             "drop empty boxes (or mark them invalid) before training."
         )
     corners = box_cxcywh_to_xyxy(boxes)
     bad = (corners < -_CORNER_TOLERANCE).any(-1) | (corners > 1 + _CORNER_TOLERANCE).any(-1)
     if np.any(bad & real):
-        b, m = where(bad)
+        b, m, row = where(bad)
         raise ValueError(
-            f"Target box {boxes[b, m].tolist()} (image {b}, box {m}) extends outside the image: its "
+            f"Target box {boxes[row, m].tolist()} (image {b}, box {m}) extends outside the image: its "
             "corners cx -+ w/2, cy -+ h/2 must lie in [0, 1]. Clip boxes to the image first."
         )
     if num_classes is not None:
         bad = (labels < 0) | (labels >= num_classes)
         if np.any(bad & real):
-            b, m = where(bad)
+            b, m, row = where(bad)
             raise ValueError(
-                f"Target label {int(labels[b, m])} (image {b}, box {m}) is not in [0, {num_classes}): "
+                f"Target label {int(labels[row, m])} (image {b}, box {m}) is not in [0, {num_classes}): "
                 f"labels are class indices below num_classes={num_classes} (no-object is implicit)."
             )
 
@@ -349,15 +419,23 @@ def _resize_and_pad(image, image_size, scale):
     return padded, mask
 
 
-def _pad_example_targets(boxes, labels, max_boxes, num_classes):
-    """One example's targets padded to `max_boxes` and checked, by `pad_detection_targets`' own code."""
+def _pad_example_targets(boxes, labels, max_boxes, num_classes, index):
+    """One example's targets padded to `max_boxes` and checked, by `pad_detection_targets`' own code.
 
-    def pad(image_boxes, image_labels):
-        targets = _pad_targets([image_boxes], [image_labels], max_boxes, num_classes, drop_extra=True)
+    `index` is the example's place in the raw dataset, which the error names (the check itself sees
+    a batch of one, its "image 0").
+    """
+
+    def pad(image_boxes, image_labels, example_index):
+        try:
+            targets = _pad_targets([image_boxes], [image_labels], max_boxes, num_classes, drop_extra=True)
+        except ValueError as error:
+            message = str(error).replace("(image 0, ", "(").replace("Image 0 has", "it has")
+            raise ValueError(f"Example {int(example_index)} of the dataset (counting from 0): {message}") from None
         return targets["boxes"][0], targets["labels"][0], targets["valid"][0]
 
     # A bad target raises a ValueError here, which tf.data reports as an InvalidArgumentError.
-    boxes, labels, valid = tf.numpy_function(pad, [boxes, labels], [tf.float32, tf.int32, tf.float32])
+    boxes, labels, valid = tf.numpy_function(pad, [boxes, labels, index], [tf.float32, tf.int32, tf.float32])
     return {
         "boxes": tf.ensure_shape(boxes, (max_boxes, 4)),
         "labels": tf.ensure_shape(labels, (max_boxes,)),
@@ -416,9 +494,11 @@ def prepare_detection_dataset(
         raise ValueError(f"scale_range must satisfy 0 < low <= high <= 1 (the padded size is fixed); got {scale_range}.")
     generator = tf.random.Generator.from_seed(0 if seed is None else seed) if training else None
 
-    def prepare(example):
+    def prepare(index, example):
         # Pad and check the targets as given, before augmentation moves them.
-        targets = _pad_example_targets(example["boxes"], tf.cast(example["labels"], tf.int32), max_boxes, num_classes)
+        targets = _pad_example_targets(
+            example["boxes"], tf.cast(example["labels"], tf.int32), max_boxes, num_classes, index
+        )
         image, scale = example["image"], 1.0
         if training:
             random = generator.uniform((2,))
@@ -430,6 +510,7 @@ def prepare_detection_dataset(
         image, mask = _resize_and_pad(image, image_size, scale)
         return {"images": image, "pixel_mask": mask}, targets
 
+    dataset = dataset.enumerate()  # numbered before shuffling, so that an error names the example
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     # The random generator is shared state: map serially when training to stay deterministic.

@@ -20,6 +20,7 @@ import uuid
 import keras
 import numpy as np
 
+from keras_vit.atomic_files import replace_directory
 from keras_vit.export import signature, verification
 from keras_vit.export.litert_runtime import run_tflite, tflite_ops
 from keras_vit.export.report import ERROR_TYPES, ExportError, ExportReport, ExportVerificationError
@@ -154,13 +155,7 @@ def _remove(path):
 def _install(temp, path):
     """Moves a verified temp file or directory onto `path`, replacing what was there."""
     if os.path.isdir(temp):
-        old = None
-        if os.path.exists(path):
-            old = f"{path}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(path, old)
-        os.replace(temp, path)
-        if old:
-            _remove(old)
+        replace_directory(temp, path)
     else:
         os.replace(temp, path)
 

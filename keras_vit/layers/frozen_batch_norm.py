@@ -58,6 +58,10 @@ class FrozenBatchNormalization(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    def compute_output_spec(self, inputs):
+        # autocast is off, so the output keeps the input's dtype, not the policy's compute dtype.
+        return keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
+
     def get_config(self):
         config = super().get_config()
         config.update({"epsilon": self.epsilon, "axis": self.axis})

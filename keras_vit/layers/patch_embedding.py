@@ -4,6 +4,27 @@ import keras
 from keras import ops
 
 
+def check_batch_not_empty(images, owner):
+    """Raises a ValueError when `images` is statically known to hold 0 images.
+
+    The backends fail on an empty batch deep inside a reshape (JAX: ZeroDivisionError, PyTorch: a
+    reshape error, TensorFlow: a graph error), so models check where the images come in. A batch
+    size unknown while tracing (None) passes.
+
+    Example:
+    >>> import numpy as np
+    >>> check_batch_not_empty(np.zeros((2, 8, 8, 3)), "ViT")
+    >>> check_batch_not_empty(np.zeros((0, 8, 8, 3)), "ViT")
+    Traceback (most recent call last):
+    ...
+    ValueError: ViT got a batch of 0 images (input shape (0, 8, 8, 3)); pass at least one image.
+    """
+    if images.shape[0] == 0:
+        raise ValueError(
+            f"{owner} got a batch of 0 images (input shape {tuple(images.shape)}); pass at least one image."
+        )
+
+
 def _pair(value):
     if isinstance(value, int):
         return (value, value)
@@ -58,6 +79,7 @@ class PatchEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
+        check_batch_not_empty(inputs, f"{type(self).__name__} {self.name!r}")
         x = self.proj(inputs)
         if not self.flatten:
             return x

@@ -63,6 +63,10 @@ class PaddingMaskResize(keras.layers.Layer):
     [[1.0, 1.0, 0.0], [1.0, 1.0, 0.0]]
     """
 
+    def build(self, pixel_mask_shape=None, feature_map_shape=None):
+        # No weights; named shapes so that the layer can be built on its own, as Keras' harness does.
+        self.built = True
+
     def call(self, pixel_mask, feature_map):
         mask = ops.cast(pixel_mask, self.compute_dtype)
         for axis in (1, 2):
@@ -444,6 +448,10 @@ class BoxHead(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (4,)
+
+    def compute_output_spec(self, inputs):
+        # The sigmoid runs in float32 under every policy (boxes feed the float32 losses).
+        return keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype="float32")
 
     def get_config(self):
         config = super().get_config()

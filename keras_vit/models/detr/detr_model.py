@@ -39,6 +39,7 @@ from keras_vit.models.detr.detr_layers import (
     PaddingMaskResize,
     SinePositionEmbedding,
 )
+from keras_vit.layers.patch_embedding import check_batch_not_empty
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 from keras_vit.models.resnet import resnet_model as resnet
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
@@ -258,14 +259,18 @@ class DETRModel(keras.Model):
         object.__setattr__(self, "_set_loss", None)
 
     # ----------------------------------------------------------------- inputs
+    @staticmethod
+    def _check_input_keys(inputs):
+        unknown = sorted(set(inputs) - {"images", "pixel_mask"})
+        if "images" not in inputs or unknown:
+            raise ValueError(
+                f"DETR takes images (B, H, W, 3) or a dict with keys 'images' and optionally "
+                f"'pixel_mask'; got keys {sorted(inputs)}."
+            )
+
     def _split_inputs(self, inputs):
         if isinstance(inputs, dict):
-            unknown = sorted(set(inputs) - {"images", "pixel_mask"})
-            if "images" not in inputs or unknown:
-                raise ValueError(
-                    f"DETR takes images (B, H, W, 3) or a dict with keys 'images' and optionally "
-                    f"'pixel_mask'; got keys {sorted(inputs)}."
-                )
+            self._check_input_keys(inputs)
             images, pixel_mask = inputs["images"], inputs.get("pixel_mask")
         elif isinstance(inputs, (list, tuple)) and len(inputs) == 2:
             images, pixel_mask = inputs
@@ -274,6 +279,7 @@ class DETRModel(keras.Model):
         images = ops.convert_to_tensor(images)
         if len(images.shape) != 4:
             raise ValueError(f"DETR images must be (batch, height, width, channels), got shape {tuple(images.shape)}.")
+        check_batch_not_empty(images, "DETR")
         if pixel_mask is None:
             pixel_mask = ops.ones_like(images[..., 0], dtype="float32")
         else:
@@ -287,6 +293,61 @@ class DETRModel(keras.Model):
                     f"(batch, height, width) = {expected}, 1 for real pixels and 0 for padding."
                 )
         return images, pixel_mask
+
+    # ------------------------------------------------ host-side data checks
+    def _check_host_data(self, x, y=None):
+        """Checks images and targets given as arrays before Keras traces a step over them.
+
+        Inside the compiled step a bad target would surface as a backend error, or be checked
+        after the loss repeats the targets per decoder layer (so the image count would be off);
+        here the message names the image as given. Datasets and generators pass unchecked
+        (`prepare_detection_dataset` checks its targets as it reads them).
+        """
+        if isinstance(x, dict):
+            self._check_input_keys(x)
+            images = x["images"]
+        elif isinstance(x, (list, tuple)) and len(x) == 2:
+            images = x[0]
+        else:
+            images = x
+        shape = getattr(images, "shape", None)
+        if shape is None or len(shape) == 0:  # a dataset, a generator, a PyDataset
+            return
+        if len(shape) != 4:  # before Keras builds the backbone on it
+            raise ValueError(f"DETR images must be (batch, height, width, channels), got shape {tuple(shape)}.")
+        check_batch_not_empty(images, "DETR")
+        if y is not None:
+            # Imported here: the data module sits above the models (it reads datasets with TensorFlow).
+            from keras_vit.data.detection import check_detection_targets
+
+            check_detection_targets(y, num_classes=self.num_classes, num_images=int(shape[0]))
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        self._check_host_data(x, y)
+        validation_data = kwargs.get("validation_data")
+        if isinstance(validation_data, (list, tuple)) and len(validation_data) >= 2:
+            self._check_host_data(validation_data[0], validation_data[1])
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        self._check_host_data(x, y)
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._check_host_data(x)
+        return super().predict(x, *args, **kwargs)
+
+    def train_on_batch(self, x, y=None, *args, **kwargs):
+        self._check_host_data(x, y)
+        return super().train_on_batch(x, y, *args, **kwargs)
+
+    def test_on_batch(self, x, y=None, *args, **kwargs):
+        self._check_host_data(x, y)
+        return super().test_on_batch(x, y, *args, **kwargs)
+
+    def predict_on_batch(self, x):
+        self._check_host_data(x)
+        return super().predict_on_batch(x)
 
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
@@ -413,6 +474,14 @@ class DETRModel(keras.Model):
         if y is None:
             raise ValueError(
                 "DETR's loss needs targets: fit/evaluate on (inputs, {'boxes', 'labels', 'valid'}) pairs."
+            )
+        if isinstance(y, dict) and not {"boxes", "labels", "valid"} <= set(y):
+            # A trace-time guard (no cost per step) for targets that came through a dataset.
+            missing = sorted({"boxes", "labels", "valid"} - set(y))
+            raise ValueError(
+                f"DETR targets are missing {missing} (got keys {sorted(y)}): pass {{'boxes': (B, M, 4), "
+                "'labels': (B, M), 'valid': (B, M) 1 for a real box and 0 for padding}; "
+                "keras_vit.data.pad_detection_targets builds it."
             )
         result = self._set_loss(y, y_pred)
         if isinstance(result, dict):

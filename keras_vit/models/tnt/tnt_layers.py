@@ -17,6 +17,7 @@ from keras import ops
 from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
+from keras_vit.layers.patch_embedding import check_batch_not_empty
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
 
 
@@ -114,6 +115,7 @@ class PixelEmbedding(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
+        check_batch_not_empty(inputs, f"{type(self).__name__} {self.name!r}")
         ph, pw = self.patch_size
         channels = inputs.shape[-1]
         grid_h, grid_w = self._grid(inputs.shape)
