@@ -137,7 +137,7 @@ def test_a_download_killed_half_way_is_never_used(tmp_path):
         child.send_signal(signal.SIGKILL)
         child.wait()
         assert not target.exists(), "a partial download was left where the cache looks"
-        done = subprocess.run([sys.executable, "-c", _DOWNLOAD, url], env=env, capture_output=True, timeout=300)
+        done = subprocess.run([sys.executable, "-c", _DOWNLOAD, url], env=env, capture_output=True, timeout=900)
         assert done.returncode == 0, done.stderr.decode()[-2000:]
         assert target.read_bytes() == body
     finally:

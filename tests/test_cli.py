@@ -21,7 +21,7 @@ def run_cli(args, cwd):
     env = dict(os.environ, KERAS_BACKEND=BACKEND, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the command must be quiet without it
     return subprocess.run(
-        [sys.executable, "-m", "keras_vit", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "keras_vit", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=900
     )
 
 

@@ -240,3 +240,17 @@ def test_box_ops_agree_across_numpy_keras_and_tensorflow():
     np.testing.assert_allclose(box_xyxy_to_cxcywh(corners), boxes, atol=1e-6)
     np.testing.assert_allclose(box_area(corners), boxes[..., 2] * boxes[..., 3], rtol=1e-5)
     np.testing.assert_allclose(np.diagonal(to_numpy(box_iou(corners, corners)), axis1=-2, axis2=-1), 1.0, rtol=1e-6)
+
+
+def test_bad_target_error_names_the_image_as_given_with_auxiliary_layers():
+    # The loss repeats each image's targets once per decoder layer before matching: the error must
+    # still name the image of the batch as the user gave it (image 1 here, not row 1 of 2 x 3 rows).
+    good, bad = [0.5, 0.5, 0.2, 0.2], [0.5, 0.5, 0.0, 0.2]
+    targets = {"boxes": np.array([[good], [bad]], "float32"), "labels": np.array([[0], [0]], "int32"),
+               "valid": np.ones((2, 1), "float32")}  # fmt: skip
+    y_pred = {"logits": np.zeros((2, 4, NUM_CLASSES + 1), "float32"), "pred_boxes": np.full((2, 4, 4), 0.5, "float32"),
+              "aux_logits": np.zeros((2, 2, 4, NUM_CLASSES + 1), "float32"),
+              "aux_pred_boxes": np.full((2, 2, 4, 4), 0.5, "float32")}  # fmt: skip
+    with pytest.raises(Exception, match=r"image 1\b") as error:
+        DETRLoss(NUM_CLASSES, matcher=HungarianMatcher(num_classes=NUM_CLASSES, solver="scipy"))(targets, y_pred)
+    assert "image 3" not in str(error.value) and "image 4" not in str(error.value)

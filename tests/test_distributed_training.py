@@ -156,7 +156,7 @@ def _run_worker(backend, mode, extra_env=None):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""), **(extra_env or {}))
     process = subprocess.run([sys.executable, os.path.abspath(__file__), mode], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=900)
     lines = [line for line in process.stdout.splitlines() if line.startswith("RESULTS ")]
     assert process.returncode == 0 and lines, process.stdout[-3000:] + process.stderr[-5000:]
     return json.loads(lines[-1][len("RESULTS "):])

@@ -123,7 +123,7 @@ def test_two_concurrent_saved_model_exports(tmp_path):
 
     path = str(tmp_path / "sm")
     start = time.time() + 15.0
-    _run_together([(EXPORT_WRITER, path, str(start)) for _ in range(2)], timeout=300)
+    _run_together([(EXPORT_WRITER, path, str(start)) for _ in range(2)], timeout=900)
     assert sorted(os.listdir(tmp_path)) == ["sm"]
     loaded = tf.saved_model.load(path)
     outputs = loaded.signatures["serving_default"](images=tf.zeros((1, 16, 16, 3)))

@@ -104,7 +104,7 @@ def test_2x4_mesh_trains_like_one_device():
                XLA_FLAGS="--xla_force_host_platform_device_count=8",
                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     process = subprocess.run([sys.executable, os.path.abspath(__file__), "vit", "swin"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
+                             capture_output=True, text=True, timeout=900)
     lines = [line for line in process.stdout.splitlines() if line.startswith("RESULTS ")]
     assert process.returncode == 0 and lines, process.stdout[-3000:] + process.stderr[-5000:]
     for family, result in json.loads(lines[-1][len("RESULTS "):]).items():

@@ -32,7 +32,7 @@ def test_killed_train_resumes_to_the_uninterrupted_weights(tmp_path, capsys):
     env = dict(os.environ, KERAS_BACKEND=BACKEND, KERAS_VIT_TEST_KILL_AFTER_EPOCH="1", OMP_NUM_THREADS="1",
                PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
     killed = subprocess.run([sys.executable, "-m", "keras_vit", *RUN, "--output", str(resumed)], cwd=tmp_path,
-                            env=env, capture_output=True, text=True, timeout=300)
+                            env=env, capture_output=True, text=True, timeout=900)
     assert killed.returncode == -9, killed.stderr[-3000:]
     assert not resumed.exists() and read_backup_epoch(tmp_path / "resumed.backup") == 1
     capsys.readouterr()

@@ -92,7 +92,7 @@ def test_weights_saved_here_load_under_another_backend(tmp_path):
     env = dict(os.environ, KERAS_BACKEND=other)
     subprocess.run(
         [sys.executable, "-c", _LOAD_SCRIPT, weights, str(tmp_path / "x.npy"), str(tmp_path / "y.npy")],
-        env=env, check=True, capture_output=True, timeout=300,
+        env=env, check=True, capture_output=True, timeout=900,
     )
     np.testing.assert_allclose(np.load(tmp_path / "y.npy"), to_numpy(model(x)), atol=1e-5)
 

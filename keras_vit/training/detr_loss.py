@@ -157,7 +157,7 @@ class DETRLoss:
         labels = safe_labels(raw_labels, valid, self.num_classes + 1)
 
         cost = self.matcher.cost_matrix(logits, pred_boxes, labels, target_boxes)
-        assignment = self.matcher.assign(cost, valid, raw_labels, raw_boxes, solver=solver)
+        assignment = self.matcher.assign(cost, valid, raw_labels, raw_boxes, solver=solver, rows_per_image=num_layers)
 
         # Gathers as one-hot products: static shapes, exportable, differentiable in pred_boxes.
         matched = valid * ops.cast(assignment >= 0, "float32")  # (N, M)

@@ -36,7 +36,7 @@ SOLVERS = {"scipy": {"runs_on_host": True}, "keras": {"runs_on_host": False}, "a
 _DEVICE_LARGEST = 1e10
 
 
-def _assign_on_host(cost, valid, labels, boxes, num_classes):
+def _assign_on_host(cost, valid, labels, boxes, num_classes, rows_per_image=1):
     """NumPy: per image, the Hungarian assignment of valid target slots to queries.
 
     Returns (N, M) int32: the query matched to each target slot, -1 for padding (or a target left
@@ -44,7 +44,7 @@ def _assign_on_host(cost, valid, labels, boxes, num_classes):
     """
     cost = np.asarray(cost, "float64")
     valid = np.asarray(valid)
-    check_target_arrays(np.asarray(boxes, "float64"), np.asarray(labels), valid, num_classes)
+    check_target_arrays(np.asarray(boxes, "float64"), np.asarray(labels), valid, num_classes, rows_per_image)
     assignment = np.full(valid.shape, -1, "int32")
     for n in range(cost.shape[0]):
         columns = np.flatnonzero(valid[n] > 0)
@@ -58,11 +58,11 @@ def _assign_on_host(cost, valid, labels, boxes, num_classes):
     return assignment
 
 
-def _host_assignment(cost, valid, labels, boxes, num_classes):
+def _host_assignment(cost, valid, labels, boxes, num_classes, rows_per_image=1):
     """Runs `_assign_on_host` from inside a (possibly compiled) computation on any backend."""
     cost, valid, labels, boxes = (ops.stop_gradient(ops.convert_to_tensor(x)) for x in (cost, valid, labels, boxes))
     max_boxes = valid.shape[-1]
-    host = lambda *arrays: _assign_on_host(*arrays, num_classes=num_classes)  # noqa: E731
+    host = lambda *arrays: _assign_on_host(*arrays, num_classes=num_classes, rows_per_image=rows_per_image)  # noqa: E731
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -232,15 +232,17 @@ class HungarianMatcher:
             return "keras" if in_xla_compilation(cost) else "scipy"
         return solver
 
-    def assign(self, cost, valid, labels, boxes, solver=None):
+    def assign(self, cost, valid, labels, boxes, solver=None, rows_per_image=1):
         """The (N, M) assignment minimizing `cost` (N, Q, M) over the valid target slots.
 
         `labels` and `boxes` are the targets as given (not the stand-ins for padding): the host
         solver checks them and names a bad one. `solver` overrides `self.solver` for this call.
+        `rows_per_image`: how many consecutive rows hold one image's targets (the set loss repeats
+        them once per decoder layer), so an error names the image as the user gave it.
         """
         if self.resolve_solver(cost, solver) == "keras":
             return _device_assignment(cost, ops.cast(valid, "float32"))
-        return _host_assignment(cost, valid, labels, boxes, self.num_classes)
+        return _host_assignment(cost, valid, labels, boxes, self.num_classes, rows_per_image)
 
     def __call__(self, logits, pred_boxes, targets):
         if keras.backend.backend() == "jax" and not is_jax_tracing((logits, pred_boxes, targets)):
