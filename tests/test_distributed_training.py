@@ -20,8 +20,10 @@ import pytest
 BATCH = 8  # divides by 2 replicas and by 8 devices
 CLASSES = 5
 TINY_VIT = dict(image_size=16, patch_size=8, hidden_dim=32, depth=1, num_heads=2, mlp_dim=64, num_classes=CLASSES)
-# Plain fit with Keras' own loss (the control); DistillationModel hard and soft; DETRModel with its set loss.
-CASES = ("vit", "hard", "soft", "detr")
+TINY_SWIN = dict(image_size=16, patch_size=4, window_size=2, hidden_dim=16, depths=(1, 1), num_heads=(2, 2),
+                 num_classes=CLASSES)
+# Plain fit with Keras' own loss (ViT and Swin); DistillationModel hard and soft; DETRModel with its set loss.
+CASES = ("vit", "swin", "hard", "soft", "detr")
 DETR_CLASSES = 3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,8 +63,8 @@ def _build(case):
                                num_decoder_layers=2, num_heads=2, mlp_dim=16, dropout=0.0)
         model.compile(optimizer=keras.optimizers.SGD(0.01))
         return model
-    if case == "vit":
-        model = keras_vit.VisionTransformer(**TINY_VIT)
+    if case in ("vit", "swin"):
+        model = keras_vit.VisionTransformer(**TINY_VIT) if case == "vit" else keras_vit.SwinTransformer(**TINY_SWIN)
         model.compile(optimizer=keras.optimizers.SGD(0.5),
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         return model
