@@ -8,6 +8,7 @@ import pytest
 
 import keras_vit
 from conftest import to_numpy
+from keras_vit.layers import PositionEmbedding
 from keras_vit.layers.position_embedding import bicubic_antialias_matrix
 from keras_vit.layers.resampling import _resize_matrix
 
@@ -40,6 +41,21 @@ def test_run_time_weights_equal_the_load_time_resampling():
         run_time = to_numpy(bicubic_antialias_matrix(source, keras.ops.convert_to_tensor(target, "int32")))
         # float32 arithmetic against the loaders' float64: a few ulps of weights near 1.
         np.testing.assert_allclose(run_time, _resize_matrix(source, target, "bicubic_antialias"), atol=5e-6)
+
+
+def test_run_time_resampling_equals_torch_interpolate():
+    # timm's resample_abs_pos_embed: prefix tokens kept, the grid through F.interpolate(bicubic, antialias).
+    torch = pytest.importorskip("torch", reason="torch is the reference for this resize")
+    layer = PositionEmbedding((14, 14), num_prefix_tokens=2, patch_size=4)
+    layer.build((None, 2 + 14 * 14, 8))
+    stored = np.random.default_rng(7).normal(size=(1, 2 + 14 * 14, 8)).astype("float32")
+    layer.embedding.assign(stored)
+    target = (24, 10)  # up in one direction, down in the other
+    added = to_numpy(layer(np.zeros((1, 2 + 24 * 10, 8), "float32"), np.zeros((1, 96, 40, 3), "float32")))
+    grid = torch.from_numpy(stored[0, 2:].reshape(14, 14, 8).transpose(2, 0, 1)[None])
+    resized = torch.nn.functional.interpolate(grid, size=target, mode="bicubic", antialias=True, align_corners=False)
+    expected = np.concatenate([stored[:, :2], resized[0].numpy().transpose(1, 2, 0).reshape(1, -1, 8)], axis=1)
+    np.testing.assert_allclose(added, expected, atol=1e-5)
 
 
 def test_canonical_size_is_the_fixed_size_model(dynamic_model):
