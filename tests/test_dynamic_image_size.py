@@ -121,3 +121,10 @@ def test_predict_runs_an_any_size_model_at_its_canonical_size(saved_weights, tmp
     Image.fromarray(np.random.default_rng(6).integers(0, 256, (30, 50, 3), dtype="uint8")).save("photo.png")
     assert main(["predict", saved_weights, "photo.png", "--top-k", "1"]) == 0
     assert "1. class " in capsys.readouterr().out
+
+
+def test_attention_maps_of_an_any_size_model_are_at_its_canonical_size(dynamic_model):
+    from keras_vit.viz import attention_maps
+
+    maps = attention_maps(dynamic_model, _images(8, 48, 24)[0])  # resized to 32x32: a 4x4 grid
+    assert [m.shape for m in maps] == [(1, 2, 18, 18)]
