@@ -18,7 +18,7 @@ def test_input_shape_none_is_the_canonical_size():
     assert keras_vit.ViTTi16(depth=1).input_shape == (None, 224, 224, 3)
 
 
-@pytest.mark.parametrize("builder", [keras_vit.ViTTi16, keras_vit.SwinT, keras_vit.TNTS16])
+@pytest.mark.parametrize("builder", [keras_vit.SwinT, keras_vit.TNTS16])  # ViT/DeiT: tests/test_dynamic_image_size.py
 def test_any_size_input_is_one_clear_error(builder):
     with pytest.raises(ValueError, match=r"needs a fixed input size.*input_shape=\(height, width, 3\)"):
         builder(input_shape=(None, None, 3))

@@ -118,3 +118,42 @@ def test_export_ships_labels_and_predict_prints_names(named_model, tmp_path, mon
     assert main(["predict", "named.keras", "notes.png"]) == 1
     assert "notes.png: not an image file" in capsys.readouterr().err
     assert not os.path.exists(".named.tflite.tmp")
+
+
+@pytest.fixture(scope="module")
+def tiny_detr():
+    cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(8, 8, strides=8)], name="cnn")
+    return keras_vit.models.DETR(cnn, num_classes=3, num_queries=4, hidden_dim=16, num_encoder_layers=1,
+                                 num_decoder_layers=1, num_heads=2, mlp_dim=32, auxiliary_outputs=False,
+                                 include_preprocessing=True, input_shape=(32, 32, 3), name="tiny_detr")
+
+
+def test_detr_keeps_names_through_keras_file_and_predict(tiny_detr, tmp_path, monkeypatch, capsys):
+    from keras_vit.cli.train_detr import build_detector
+    from keras_vit.data import SHAPES_CLASS_NAMES
+    from keras_vit.labels import write_labels_file
+
+    model = tiny_detr
+    assert keras_vit.get_class_names(model) is None and "class_names" in model.get_config()
+    with pytest.raises(ValueError, match="2 class names for tiny_detr, whose class head has 3 classes"):
+        keras_vit.with_class_names(model, ["a", "b"])
+    assert keras_vit.with_class_names(model, NAMES) is model and model.class_names == NAMES
+    monkeypatch.chdir(tmp_path)
+    model.save("detr.keras")
+    loaded = keras.saving.load_model("detr.keras", compile=False)
+    assert keras_vit.get_class_names(loaded) == NAMES and loaded.class_names == NAMES
+    logits = np.full((1, 2, 4), -9.0, "float32")
+    logits[0, 0, 2], logits[0, 1, 0] = 9.0, 9.0  # "triangle", "circle" (the model's outputs' layout)
+    outputs = {"logits": logits, "pred_boxes": np.full((1, 2, 4), 0.5, "float32")}
+    detections, = keras_vit.decode_detections(outputs, [(32, 32)], class_names=loaded)
+    assert detections["names"] == ["triangle", "circle"]
+    assert open(write_labels_file(loaded, "detr.tflite")).read().split() == list(NAMES)
+    # `keras-vit predict` names the boxes (threshold 0: the untrained head's scores are low).
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype="uint8")).save("photo.png")
+    assert main(["predict", "detr.keras", "photo.png", "--threshold", "0"]) == 0
+    out = capsys.readouterr().out
+    assert any(f"{name} (" in out for name in NAMES) and "class " not in out, out
+    # The training CLI's detector keeps the shapes' names.
+    args = type("Args", (), dict(queries=3, weights=None, dropout=0.0))()
+    config = dict(hidden_dim=16, depth=1, num_heads=2, mlp_dim=32)
+    assert build_detector(args, config, 32, SHAPES_CLASS_NAMES).class_names == SHAPES_CLASS_NAMES

@@ -11,6 +11,7 @@ import pytest
 
 from conftest import BACKEND, to_numpy
 from keras_vit._tensorflow_logs import is_tensorflow_log_line
+import keras_vit
 from keras_vit.cli import build_parser, main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -163,6 +164,9 @@ def test_train_detr_on_the_shapes(tmp_path, capsys):
     score = float(re.search(r"Held-out mAP@0.5: ([0-9.]+)", out).group(1))
     assert 0.0 <= score <= 1.0
     assert f"Model saved to: {output}" in out and output.exists()
+    # The saved detector keeps the shapes' class names (keras-vit predict prints them).
+    assert keras_vit.get_class_names(keras.saving.load_model(str(output), compile=False)) == (
+        "circle", "rectangle", "triangle")
 
 
 @pytest.mark.parametrize(

@@ -88,6 +88,12 @@ class _Predictor:
             self.run = lambda x: to_numpy_dict(model(x, training=False))
         else:
             raise ValueError(f"{path}: expected a .keras file, a SavedModel directory or a .tflite file.")
+        if None in self.size and self.model is not None:  # a ViT for any size: its canonical size
+            from keras_vit.layers import PositionEmbedding
+
+            layers = [layer for layer in self.model.layers if isinstance(layer, PositionEmbedding) and layer.patch_size]
+            if layers:
+                self.size = tuple(g * layers[0].patch_size for g in layers[0].grid_size)
         if None in self.size:
             self.size = (800, 800) if self.size == (None, None) else self.size
             self.size = tuple(s or 800 for s in self.size)

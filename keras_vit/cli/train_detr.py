@@ -47,9 +47,9 @@ def cnn_backbone(width):
     return keras.Sequential([keras.Input((None, None, 3))] + layers, name="cnn")
 
 
-def build_detector(args, config, image_size, num_classes):
-    """A registered DETR builder, or DETR on `cnn_backbone` sized by the custom flags."""
-    options = dict(num_classes=num_classes, num_queries=args.queries, weights=args.weights, dropout=args.dropout,
+def build_detector(args, config, image_size, class_names):
+    """A registered DETR builder, or DETR on `cnn_backbone` sized by the custom flags, keeping `class_names`."""
+    options = dict(num_classes=len(class_names), class_names=class_names, num_queries=args.queries, weights=args.weights, dropout=args.dropout,
                    include_preprocessing=True, input_shape=(image_size, image_size, 3))
     if config is None:
         from keras_vit.models import get_model_spec
@@ -117,7 +117,7 @@ def train_detr(args, family, config, start):
     train_data, held_out_data = pipeline(train, training=True), pipeline(held_out, training=False)
     if args.weights:
         progress(f"Building {args.model} with the weights {args.weights}")
-    model = build_detector(args, config, image_size, num_classes)
+    model = build_detector(args, config, image_size, SHAPES_CLASS_NAMES)
     optimizer = detr_optimizer(model, learning_rate=args.learning_rate, backbone_learning_rate=args.learning_rate / 10,
                                weight_decay=args.weight_decay, clipnorm=0.1)
     # The matching runs on the host (scipy): XLA only where the backend compiles around it (JAX).

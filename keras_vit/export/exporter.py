@@ -340,7 +340,7 @@ def _finish(job, path, temp, request, result, samples, references):
         notes=tuple(notes),
     )
     _install(temp, path)
-    # A classifier that keeps its class names (keras_vit.with_class_names) ships them next to the file.
+    # A model that keeps its class names (keras_vit.with_class_names; a DETR's class_names) ships them next to the file.
     from keras_vit.labels import write_labels_file
 
     write_labels_file(job.model, path)

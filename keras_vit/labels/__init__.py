@@ -121,7 +121,8 @@ def decode_detections(outputs, image_sizes, threshold=0.5, class_names=None):
         outputs: the model's dict (`logits` (B, Q, classes + 1), `pred_boxes`).
         image_sizes: (B, 2) (height, width) of each image, for the boxes in pixels.
         threshold: smallest score kept.
-        class_names: None (COCO's names for DETR's 91 classes, "class i" otherwise), "coco", or a list.
+        class_names: None (COCO's names for DETR's 91 classes, "class i" otherwise), "coco", a list,
+            or a DETR model that keeps its names (`with_class_names`).
 
     Returns:
         One dict per image: `boxes` (n, 4) corners in pixels, `scores`, `labels`, `names`.
@@ -138,6 +139,8 @@ def decode_detections(outputs, image_sizes, threshold=0.5, class_names=None):
     from keras_vit.models.detr.detr_postprocess import post_process_detections
 
     num_classes = int(keras.ops.shape(outputs["logits"])[-1]) - 1  # the last class is "no object"
+    if hasattr(class_names, "layers"):  # a model: the names it keeps, else the defaults below
+        class_names = get_class_names(class_names)
     if class_names is None and num_classes == 91:
         class_names = "coco"
     names = _resolve_names(class_names, num_classes)
@@ -151,7 +154,8 @@ def with_class_names(model, class_names, image_recipe=None):
     """The classifier `model` with a `ClassNames` layer at its output, so that it keeps `class_names`
     through `model.save(...)`/`keras.saving.load_model` and into `export_tflite`/`export_saved_model`
     (a labels file next to the export). The layers (and weights) are the model's own; the logits are
-    unchanged. Call it before `compile()`.
+    unchanged. Call it before `compile()`. A DETR (`DETRModel`) keeps the names in its config instead:
+    its `class_names` attribute is set and the same model is returned.
 
     `image_recipe` (optional): how the training images were resized, `load_image`'s `crop_mode`,
     `crop_pct` and `interpolation` as a dict; `keras_vit.load_image(image, model)` then follows it.
@@ -166,8 +170,17 @@ def with_class_names(model, class_names, image_recipe=None):
     """
     import keras
 
+    from keras_vit.models.detr.detr_model import DETRModel, check_class_names
+
+    if isinstance(model, DETRModel):  # a subclassed detector: the names live in its config
+        if image_recipe is not None:
+            raise ValueError("with_class_names: image_recipe applies to classifiers, not to a DETR detector.")
+        model.class_names = check_class_names(class_names, model.num_classes, model.name)
+        return model
     if not isinstance(model, keras.Model) or not hasattr(model, "_nodes_by_depth"):
-        raise TypeError(f"with_class_names takes a functional keras.Model (a classifier), got {type(model).__name__}.")
+        raise TypeError(
+            f"with_class_names takes a functional keras.Model (a classifier) or a DETR, got {type(model).__name__}."
+        )
     outputs = model.outputs
     if len(outputs) != 1 or len(outputs[0].shape) != 2:
         raise ValueError(
@@ -190,13 +203,16 @@ def with_class_names(model, class_names, image_recipe=None):
 
 
 def get_class_names(model):
-    """The class names that `model` keeps (`with_class_names`), or None.
+    """The class names that `model` keeps (`with_class_names`; a DETR's `class_names`), or None.
 
     Example:
     >>> import keras
     >>> get_class_names(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])) is None
     True
     """
+    kept = getattr(model, "class_names", None)  # a DETR keeps them in its config
+    if kept is not None and not isinstance(model, ClassNames):
+        return tuple(kept)
     for layer in reversed(getattr(model, "layers", [])):
         if isinstance(layer, ClassNames):
             return layer.class_names

@@ -136,14 +136,16 @@ def default_weights(config_name, input_shape, table, variant=(), description="")
 
 
 def named_builder(builder_name, model_fn, config, summary, pooling, example_size=224, prepare=None, weights_table=None,
-                  notes="", default_size=224, pooling_words=POOLING_WORDS):
+                  notes="", default_size=224, pooling_words=POOLING_WORDS, any_size=False):
     """A keras.applications-style builder `builder_name(input_shape=..., num_classes=..., ...)`.
 
     It calls `model_fn` (the family's generic constructor) with `config` (the canonical
     hyper-parameters) and the user's arguments. `weights="imagenet"` is looked up in
     `weights_table` per input size; `prepare(arguments, input_shape)` may instead apply a
     family's own rules to the keyword arguments about to be passed (DeiT's distilled
-    checkpoints, Swin's window for 384 inputs). `summary` opens the docstring.
+    checkpoints, Swin's window for 384 inputs). `summary` opens the docstring. With `any_size`
+    (ViT, DeiT), `input_shape=(None, None, channels)` builds `model_fn(dynamic_image_size=True)` with
+    its position embeddings stored for `default_size` (and `weights="imagenet"` at that size).
 
     Example:
     >>> def tiny(image_size, num_channels, num_classes, name, **unused):  # a family's generic constructor
@@ -173,6 +175,10 @@ def named_builder(builder_name, model_fn, config, summary, pooling, example_size
         if input_shape is None:
             input_shape = (tuple(input_tensor.shape[1:]) if input_tensor is not None
                            else (default_size, default_size, 3))
+        dynamic = any_size and len(input_shape) == 3 and input_shape[0] is None and input_shape[1] is None
+        if dynamic:  # any size: the position embeddings are stored for the canonical size
+            kwargs["dynamic_image_size"] = True
+            input_shape = (default_size, default_size, input_shape[2])
         check_input_shape(input_shape, builder_name)
         arguments = dict(
             image_size=tuple(input_shape[:2]), num_channels=input_shape[2], num_classes=num_classes,
@@ -188,9 +194,10 @@ def named_builder(builder_name, model_fn, config, summary, pooling, example_size
         return model_fn(**arguments)
 
     build.__name__ = build.__qualname__ = builder_name
+    any_size_note = "; (None, None, 3): any size, see `dynamic_image_size`" if any_size else ""
     build.__doc__ = f"""{summary}
 
-    Arguments as keras.applications: `input_shape` (None: ({default_size}, {default_size}, 3)),
+    Arguments as keras.applications: `input_shape` (None: ({default_size}, {default_size}, 3){any_size_note}),
     `input_tensor` (a Keras tensor to use as the input), `num_classes` (or `classes`),
     `include_top`, `pooling` ({", ".join(repr(w) for w in pooling_words)}; default {pooling!r}),
     `weights` (None, "imagenet", a published name, a hub name such as "timm/<name>", or a

@@ -34,6 +34,12 @@ from keras_vit.viz._figures import draw_overlay, finish, new_figure
 def _input_size(model):
     shape = model.inputs[0].shape if getattr(model, "inputs", None) else None
     if shape is None or shape[1] is None or shape[2] is None:
+        # A ViT for any size (dynamic_image_size): its canonical size, where the maps' grid is its grid_size.
+        from keras_vit.layers import PositionEmbedding
+
+        position = [layer for layer in getattr(model, "layers", []) if isinstance(layer, PositionEmbedding)]
+        if position and position[0].patch_size:
+            return tuple(g * position[0].patch_size for g in position[0].grid_size)
         return None
     return int(shape[1]), int(shape[2])
 

@@ -78,7 +78,7 @@ def _deit_builder(config_name):
     return named_builder(
         config_name, VisionTransformer, c,
         f"DeiT with patch {c['patch_size']}, width {c['hidden_dim']}, depth {c['depth']}, {c['num_heads']} heads.",
-        pooling="token", example_size=2 * c["patch_size"], prepare=prepare,
+        pooling="token", example_size=2 * c["patch_size"], prepare=prepare, any_size=True,
         notes="\n\n    `distilled=True` adds the distillation token and its head `head_dist`; the model\n"
               "    then returns the mean of both heads' logits (`distillation_heads` gives them apart).\n"
               "    `weights=\"imagenet\"` takes the distilled or plain checkpoint to match, and\n"

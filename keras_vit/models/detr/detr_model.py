@@ -143,6 +143,26 @@ class DETRBackbone(keras.layers.Layer):
         return cls(**config)
 
 
+def check_class_names(class_names, num_classes, owner):
+    """`class_names` (None or one name per class) as a tuple of strings, or None.
+
+    Example:
+    >>> check_class_names(["cat", "dog"], 2, "detr")
+    ('cat', 'dog')
+    """
+    if class_names is None:
+        return None
+    if isinstance(class_names, str):
+        raise TypeError(f"{owner}: class_names takes a list of names, one per class, not the string {class_names!r}.")
+    names = tuple(str(name) for name in class_names)
+    if len(names) != num_classes:
+        raise ValueError(
+            f"{len(names)} class names for {owner}, whose class head has {num_classes} classes (plus 'no object'): "
+            "give one name per class."
+        )
+    return names
+
+
 def _replicas_in_sync():
     """The number of replicas a `tf.distribute` strategy splits each batch over (1 elsewhere)."""
     if keras.backend.backend() == "tensorflow":
@@ -169,6 +189,10 @@ class DETRModel(keras.Model):
     reported as metrics.
     Targets: `{"boxes": (B, M, 4) cx,cy,w,h in [0, 1], "labels": (B, M) int,
     "valid": (B, M) 1 for real boxes}`.
+
+    `class_names` (None, or one name per class) is kept in the config, so it survives `.keras`
+    save/load; `keras_vit.with_class_names(model, names)` sets it, `keras_vit.get_class_names`,
+    `keras_vit.decode_detections`, `keras-vit predict` and the export's labels file read it.
 
     The decoder's final LayerNorm is applied to every auxiliary output, while the
     un-normalized state goes on to the next decoder layer, as in the original DETR
@@ -202,6 +226,7 @@ class DETRModel(keras.Model):
         preprocessing_std=IMAGENET_STD,
         layer_norm_epsilon=1e-5,
         loss_config=None,
+        class_names=None,
         **kwargs,
     ):
         # Called here, not in a helper, so that the DeprecationWarning points at the caller's line.
@@ -226,6 +251,7 @@ class DETRModel(keras.Model):
         self.preprocessing_std = tuple(float(s) for s in preprocessing_std)
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.loss_config = dict(loss_config or {})
+        self.class_names = check_class_names(class_names, self.num_classes, self.name)
 
         kw = dict(dtype=self.dtype_policy)
         if not isinstance(backbone, DETRBackbone):
@@ -519,6 +545,7 @@ class DETRModel(keras.Model):
             "preprocessing_std": list(self.preprocessing_std),
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "loss_config": dict(self.loss_config),
+            "class_names": None if self.class_names is None else list(self.class_names),
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
@@ -571,6 +598,7 @@ def DETR(
     weights=None,
     input_shape=(None, None, 3),
     loss_config=None,
+    class_names=None,
     dtype=None,
     name="detr",
     **deprecated,
@@ -599,6 +627,8 @@ def DETR(
             class head.
         input_shape: (height, width, 3); None sizes take any image size.
         loss_config: keyword arguments of `keras_vit.training.DETRLoss` used by `fit()`.
+        class_names: None or one name per class, kept by the model (`model.class_names`, through
+            `.keras` save/load; also set by `keras_vit.with_class_names`).
 
     Example:
     >>> import numpy as np
@@ -626,6 +656,7 @@ def DETR(
         auxiliary_outputs=auxiliary_outputs,
         include_preprocessing=include_preprocessing,
         loss_config=loss_config,
+        class_names=class_names,
         dtype=dtype,
         name=name,
     )

@@ -77,6 +77,7 @@ def VisionTransformer(
     dtype=None,
     name="vision_transformer",
     input_tensor=None,
+    dynamic_image_size=False,
 ):
     """A Vision Transformer as a functional `keras.Model`.
 
@@ -104,7 +105,14 @@ def VisionTransformer(
             `prompt_{i}`); "avg" and "max" pool the patch tokens only. To freeze a trained
             model and train only the prompts and head: `keras_vit.add_prompts`.
         input_tensor: a Keras tensor to use as the model's input (keras.applications'
-            argument); its shape must be (None, *image_size, num_channels).
+            argument); its shape must be (None, *image_size, num_channels), or
+            (None, None, None, num_channels) with `dynamic_image_size=True`.
+        dynamic_image_size: take images of any size (timm's `dynamic_img_size`): the
+            input is (None, None, None, num_channels), the position embeddings are stored
+            for `image_size` (weights load as for a model of that size) and resampled at run
+            time to each batch's patch grid (bicubic with antialias, as timm). At `image_size`
+            the outputs are the fixed-size model's. Height and width must be multiples of
+            `patch_size`. The builders do this for `input_shape=(None, None, 3)`.
 
     Example:
     >>> import numpy as np
@@ -128,7 +136,8 @@ def VisionTransformer(
 
     grid = (image_size[0] // patch_size, image_size[1] // patch_size)
     num_prefix = 2 if distilled else 1
-    inputs = model_inputs(input_tensor, (image_size[0], image_size[1], num_channels), dtype, name)
+    input_size = (None, None) if dynamic_image_size else image_size
+    inputs = model_inputs(input_tensor, (*input_size, num_channels), dtype, name)
     x = inputs
     if include_preprocessing:
         x = vit_layers.ImageNormalization(preprocessing_mean, preprocessing_std, dtype=dtype, name="preprocessing")(x)
@@ -136,7 +145,10 @@ def VisionTransformer(
     if distilled:
         x = vit_layers.ClassToken(dtype=dtype, name="dist_token")(x)
     x = vit_layers.ClassToken(dtype=dtype, name="cls_token")(x)
-    x = vit_layers.PositionEmbedding(grid, num_prefix, dtype=dtype, name="pos_embed")(x)
+    if dynamic_image_size:  # resampled at run time to the images' patch grid
+        x = vit_layers.PositionEmbedding(grid, num_prefix, patch_size, dtype=dtype, name="pos_embed")(x, inputs)
+    else:
+        x = vit_layers.PositionEmbedding(grid, num_prefix, dtype=dtype, name="pos_embed")(x)
     x = keras.layers.Dropout(dropout, dtype=dtype, name="pos_drop")(x)
     prompt_args = dict(num_prefix_tokens=num_prefix, patch_area=patch_size * patch_size, dropout=prompt_dropout,
                        seed=seed, dtype=dtype)
@@ -188,7 +200,7 @@ def _vit_builder(config_name):
     return named_builder(
         config_name, VisionTransformer, c,
         f"ViT with patch {c['patch_size']}, width {c['hidden_dim']}, depth {c['depth']}, {c['num_heads']} heads.",
-        pooling="token", example_size=2 * c["patch_size"], weights_table=DEFAULT_WEIGHTS,
+        pooling="token", example_size=2 * c["patch_size"], weights_table=DEFAULT_WEIGHTS, any_size=True,
     )
 
 
