@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_vit.training.finetune import ScaledAdamW
+
 
 def _find_layer(model, name):
     """The first layer called `name` anywhere in `model` (nested models included), or None."""
@@ -15,16 +17,14 @@ def _find_layer(model, name):
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
-class BackboneAdamW(keras.optimizers.AdamW):
+class BackboneAdamW(ScaledAdamW):
     """AdamW whose backbone variables learn at their own (usually lower) learning rate.
 
     Every variable whose `path` is in `backbone_variable_paths` is updated, weight decay included,
     with `learning_rate * backbone_learning_rate_multiplier`: the equivalent of the two parameter
-    groups of DETR's PyTorch recipe. Schedules work: the multiplier scales the current rate.
-
-    The update runs variable by variable (`update_step`) on every backend. On PyTorch, Keras' own
-    AdamW updates all variables at once with `torch._foreach` ops and one learning rate; this
-    subclass is not swapped for that version, so the multiplier is honored there too.
+    groups of DETR's PyTorch recipe. Schedules work: the multiplier scales the current rate. It is
+    `keras_vit.training.ScaledAdamW` with one multiplier for the backbone's variables (the update
+    runs variable by variable on every backend, PyTorch included).
 
     Args:
         learning_rate: the rate of every non-backbone variable (float or schedule).
@@ -48,41 +48,17 @@ class BackboneAdamW(keras.optimizers.AdamW):
         name="backbone_adamw",
         **kwargs,
     ):
-        super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        self.backbone_learning_rate_multiplier = float(backbone_learning_rate_multiplier)
-        self.backbone_variable_paths = sorted(set(backbone_variable_paths))
-        self._multipliers = []
-
-    def build(self, variables):
-        super().build(variables)
-        paths = set(self.backbone_variable_paths)
-        # Looked up by the optimizer's own variable index, which every backend's update path knows
-        # (TensorFlow passes tf.Variables to update_step, not Keras variables).
-        self._multipliers = [
-            self.backbone_learning_rate_multiplier if v.path in paths else 1.0 for v in variables
-        ]
-
-    def _multiplier(self, variable):
-        return self._multipliers[self._get_variable_index(variable)]
-
-    def update_step(self, gradient, variable, learning_rate):
-        multiplier = self._multiplier(variable)
-        if multiplier != 1.0:
-            learning_rate = ops.multiply(ops.cast(learning_rate, variable.dtype), multiplier)
-        return super().update_step(gradient, variable, learning_rate)
-
-    def _apply_weight_decay(self, variables):
-        # Decoupled decay with each variable's own rate, as torch's AdamW does per parameter group.
-        if self.weight_decay is None:
-            return
-        for variable in variables:
-            if self._use_weight_decay(variable):
-                lr = ops.cast(self.learning_rate, variable.dtype) * self._multiplier(variable)
-                wd = ops.cast(self.weight_decay, variable.dtype)
-                variable.assign(variable - variable * wd * lr)
+        multiplier, paths = float(backbone_learning_rate_multiplier), sorted(set(backbone_variable_paths))
+        super().__init__(
+            learning_rate=learning_rate, learning_rate_multipliers=dict.fromkeys(paths, multiplier), name=name, **kwargs
+        )
+        self.backbone_learning_rate_multiplier = multiplier
+        self.backbone_variable_paths = paths
 
     def get_config(self):
         config = super().get_config()
+        # Saved as the two DETR arguments (files written before ScaledAdamW existed have these keys).
+        config.pop("learning_rate_multipliers")
         config.update(
             {
                 "backbone_learning_rate_multiplier": self.backbone_learning_rate_multiplier,
