@@ -24,6 +24,7 @@ import tensorflow as tf
 import keras
 
 from keras_vit.data.batching import check_batch_size
+from keras_vit.data.images import to_rgb_float
 from keras_vit.data.batching import pad_last_batch as pad_batches
 
 DIGITS_PATH = os.path.join(os.path.dirname(__file__), "digits.npz")
@@ -68,22 +69,6 @@ def _pair(image_size):
     if len(image_size) != 2:
         raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}.")
     return (int(image_size[0]), int(image_size[1]))
-
-
-def _to_rgb_float(image):
-    """One image of any integer/float dtype, (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> float32 RGB."""
-    image = tf.convert_to_tensor(image)
-    if image.shape.rank == 2:
-        image = image[..., tf.newaxis]
-    image = tf.cast(image, tf.float32)
-    channels = image.shape[-1]
-    if channels == 1:
-        image = tf.image.grayscale_to_rgb(image)
-    elif channels == 4:
-        image = image[..., :3]
-    elif channels != 3:
-        raise ValueError(f"Images must have 1, 3 or 4 channels (grey, RGB, RGBA); got {channels}.")
-    return image
 
 
 def classification_pipeline(
@@ -177,7 +162,7 @@ def classification_pipeline(
                      pad_last_batch=pad_last_batch)
 
     def prepare(image, label):
-        image = tf.image.resize(_to_rgb_float(image), (height, width), method="bilinear", antialias=True)
+        image = tf.image.resize(to_rgb_float(image), (height, width), method="bilinear", antialias=True)
         return image, tf.cast(label, tf.int32)
 
     dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)

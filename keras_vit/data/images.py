@@ -205,6 +205,34 @@ def load_image(images, model=None, image_size=None, crop_pct=None, interpolation
     return np.stack(batch)
 
 
+def to_rgb_float(image):
+    """One image (H, W) or (H, W, C) with C 1, 3 or 4, any numeric dtype, as float32 RGB in [0, 255] (TensorFlow).
+
+    Grey is repeated over RGB, alpha dropped, uint16 scaled by 255 / 65535.
+
+    Example:
+    >>> import numpy as np
+    >>> rgb = to_rgb_float(np.full((2, 2), 65535, "uint16"))
+    >>> tuple(rgb.shape), float(rgb[0, 0, 1])
+    ((2, 2, 3), 255.0)
+    """
+    import tensorflow as tf
+
+    image = tf.convert_to_tensor(image)
+    scale = 255.0 / 65535.0 if image.dtype == tf.uint16 else 1.0
+    image = tf.cast(image, tf.float32) * scale
+    if image.shape.rank == 2:
+        image = image[..., tf.newaxis]
+    channels = image.shape[-1]
+    if channels == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    elif channels == 4:
+        image = image[..., :3]
+    elif channels != 3:
+        raise ValueError(f"Images must have 1, 3 or 4 channels (grey, RGB, RGBA); got {channels}.")
+    return image
+
+
 def resize_and_center_crop(image, image_size, crop_pct=DEFAULT_CROP_PCT, interpolation=DEFAULT_INTERPOLATION):
     """timm's evaluation resize and centre crop of one image in a tf.data pipeline (any size, TensorFlow).
 
@@ -224,18 +252,7 @@ def resize_and_center_crop(image, image_size, crop_pct=DEFAULT_CROP_PCT, interpo
     if interpolation not in INTERPOLATIONS:
         raise ValueError(f"interpolation must be one of {INTERPOLATIONS}, got {interpolation!r}.")
     resize_and_crop_geometry(1, 1, (target_h, target_w), crop_pct)  # checks crop_pct
-    image = tf.convert_to_tensor(image)
-    scale = 255.0 / 65535.0 if image.dtype == tf.uint16 else 1.0
-    image = tf.cast(image, tf.float32) * scale
-    if image.shape.rank == 2:
-        image = image[..., tf.newaxis]
-    channels = image.shape[-1]
-    if channels == 1:
-        image = tf.image.grayscale_to_rgb(image)
-    elif channels == 4:
-        image = image[..., :3]
-    elif channels != 3:
-        raise ValueError(f"Images must have 1, 3 or 4 channels (grey, RGB, RGBA); got {channels}.")
+    image = to_rgb_float(image)
     height, width = tf.cast(tf.shape(image)[0], tf.float32), tf.cast(tf.shape(image)[1], tf.float32)
     cover_h, cover_w = float(int(target_h / crop_pct)), float(int(target_w / crop_pct))
     by_height = cover_h / height >= cover_w / width
