@@ -10,7 +10,7 @@ import keras_vit
 from conftest import to_numpy
 from keras_vit.layers import PositionEmbedding
 from keras_vit.layers.position_embedding import bicubic_antialias_matrix
-from keras_vit.layers.resampling import _resize_matrix
+from keras_vit.layers.resampling import resize_matrix
 
 TINY = dict(image_size=32, patch_size=8, hidden_dim=16, depth=1, num_heads=2, mlp_dim=32, num_classes=3,
             distilled=True)  # two prefix tokens (class and distillation), kept as they are
@@ -40,7 +40,7 @@ def test_run_time_weights_equal_the_load_time_resampling():
     for source, target in pairs:
         run_time = to_numpy(bicubic_antialias_matrix(source, keras.ops.convert_to_tensor(target, "int32")))
         # float32 arithmetic against the loaders' float64: a few ulps of weights near 1.
-        np.testing.assert_allclose(run_time, _resize_matrix(source, target, "bicubic_antialias"), atol=5e-6)
+        np.testing.assert_allclose(run_time, resize_matrix(source, target, "bicubic_antialias"), atol=5e-6)
 
 
 def test_run_time_resampling_equals_torch_interpolate():

@@ -4,7 +4,7 @@ run time for images of any size)."""
 import keras
 from keras import ops
 
-from keras_vit.layers.resampling import _resize_matrix, resample_position_embedding
+from keras_vit.layers.resampling import resize_matrix, resample_position_embedding
 
 
 def _cubic(x, a=-0.5):
@@ -29,7 +29,7 @@ def bicubic_antialias_matrix(in_size, out_size):
     (6, 4)
     """
     if isinstance(out_size, int):
-        return ops.convert_to_tensor(_resize_matrix(int(in_size), out_size, "bicubic_antialias"), "float32")
+        return ops.convert_to_tensor(resize_matrix(int(in_size), out_size, "bicubic_antialias"), "float32")
     in_float = float(in_size)
     out_float = ops.cast(out_size, "float32")
     scale = in_float / out_float

@@ -68,7 +68,15 @@ def _plain_matrix(in_size, out_size, kind):
     return matrix
 
 
-def _resize_matrix(in_size, out_size, method):
+def resize_matrix(in_size, out_size, method):
+    """The (out_size, in_size) float64 matrix that resamples one axis as torch's `F.interpolate`
+    does (`method`: "bicubic_antialias", "bilinear_antialias", "bicubic" or "bilinear";
+    align_corners=False).
+
+    Example:
+    >>> resize_matrix(4, 6, "bicubic_antialias").shape
+    (6, 4)
+    """
     if method == "bicubic_antialias":
         return _antialias_matrix(in_size, out_size, _cubic, 2.0)
     if method == "bilinear_antialias":
@@ -94,8 +102,8 @@ def resize_grid(grid, new_size, method="bicubic_antialias"):
     new_h, new_w = new_size
     if (height, width) == (new_h, new_w):
         return grid
-    rows = _resize_matrix(height, new_h, method)
-    cols = _resize_matrix(width, new_w, method)
+    rows = resize_matrix(height, new_h, method)
+    cols = resize_matrix(width, new_w, method)
     out = np.einsum("ih,hwc->iwc", rows, grid)
     return np.einsum("jw,iwc->ijc", cols, out)
 
