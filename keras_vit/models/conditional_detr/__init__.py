@@ -28,6 +28,7 @@ from keras_vit.models.conditional_detr.conditional_detr_model import (
     ConditionalDETRResNet50,
     ConditionalDETRResNet101,
 )
+from keras_vit.models.conditional_detr.conditional_detr_postprocess import post_process_conditional_detections
 from keras_vit.models.conditional_detr.conditional_detr_presets import PRESETS
 from keras_vit.models.conditional_detr.convert_conditional_detr import convert_conditional_detr
 from keras_vit.models.registry import register_model
