@@ -270,6 +270,10 @@ def test_fit_lowers_the_focal_set_loss():
     assert {"loss", "loss_ce", "loss_bbox", "loss_giou"} <= set(history.history)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0], losses
+    # COCO evaluation reads the sigmoid scores through the model's own post-processing.
+    pytest.importorskip("pycocotools")
+    metrics = keras_vit.training.evaluate_coco(model, [(x, y)])
+    assert 0.0 <= metrics["mAP50"] <= 1.0
 
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="one export check, on TensorFlow (export from every backend is DETR's)")

@@ -29,6 +29,7 @@ from keras_vit.models.conditional_detr.conditional_detr_layers import (
     PointSineEmbedding,
     inverse_sigmoid,
 )
+from keras_vit.models.conditional_detr.conditional_detr_postprocess import post_process_conditional_detections
 from keras_vit.models.conditional_detr.conditional_detr_presets import DEFAULT_WEIGHTS
 from keras_vit.models.conditional_detr.convert_conditional_detr import convert_conditional_detr
 from keras_vit.models.detr.detr_layers import (
@@ -250,6 +251,19 @@ class ConditionalDETRModel(DETRModel):
             outputs["aux_logits"] = ops.cast(self.class_embed(intermediate), "float32")
             outputs["aux_pred_boxes"] = boxes(intermediate, ops.expand_dims(offset, 1))
         return outputs
+
+    @staticmethod
+    def post_process_detections(outputs, image_sizes, threshold=0.5, top_k=100):
+        """This model's outputs as detections in pixels (sigmoid scores, the best `top_k` query-class
+        pairs): `post_process_conditional_detections`, which `keras_vit.training.evaluate_coco` calls.
+
+        Example:
+        >>> import numpy as np
+        >>> outputs = {"logits": np.zeros((1, 2, 3), "float32"), "pred_boxes": np.full((1, 2, 4), 0.5, "float32")}
+        >>> len(ConditionalDETRModel.post_process_detections(outputs, [(32, 32)], threshold=0.0)[0]["scores"])
+        6
+        """
+        return post_process_conditional_detections(outputs, image_sizes, threshold=threshold, top_k=top_k)
 
     def compute_output_shape(self, input_shape):
         images_shape = input_shape["images"] if isinstance(input_shape, dict) else input_shape
