@@ -3,14 +3,13 @@
 sine positions, encoder, train step and export are reused (keras_vit/models/detr).
 
 Example:
->>> import numpy as np
+>>> import keras
 >>> from keras_vit.models.conditional_detr import ConditionalDETR
->>> from keras_vit.models.resnet import ResNet
->>> backbone = ResNet(depths=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_width=8)
->>> model = ConditionalDETR(backbone, num_classes=3, num_queries=4, hidden_dim=16, num_encoder_layers=1,
+>>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 8, strides=8)])
+>>> model = ConditionalDETR(cnn, num_classes=3, num_queries=4, hidden_dim=16, num_encoder_layers=1,
 ...                         num_decoder_layers=1, num_heads=2, mlp_dim=32)
->>> outputs = model(np.zeros((1, 64, 64, 3), "float32"))
->>> tuple(outputs["logits"].shape), tuple(outputs["pred_boxes"].shape)
+>>> shapes = model.compute_output_shape((1, 64, 64, 3))
+>>> shapes["logits"], shapes["pred_boxes"]
 ((1, 4, 3), (1, 4, 4))
 """
 

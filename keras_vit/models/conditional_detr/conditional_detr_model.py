@@ -322,13 +322,12 @@ def ConditionalDETR(
         class_names: None or one name per class, kept by the model.
 
     Example:
-    >>> import numpy as np
     >>> from keras_vit.models.resnet import ResNet
     >>> backbone = ResNet(depths=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_width=8)
     >>> model = ConditionalDETR(backbone, num_classes=3, num_queries=4, hidden_dim=16, num_encoder_layers=1,
     ...                         num_decoder_layers=2, num_heads=2, mlp_dim=32)
-    >>> out = model(np.zeros((1, 64, 64, 3), "float32"))
-    >>> tuple(out["logits"].shape), tuple(out["pred_boxes"].shape)
+    >>> shapes = model.compute_output_shape((1, 64, 64, 3))
+    >>> shapes["logits"], shapes["pred_boxes"]
     ((1, 4, 3), (1, 4, 4))
     """
     input_shape = tuple(input_shape)
