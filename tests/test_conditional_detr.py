@@ -325,3 +325,13 @@ def test_post_processing_ranks_query_class_pairs_as_transformers(reference):
         np.testing.assert_allclose(got["scores"], expected["scores"].numpy(), atol=1e-6)
         np.testing.assert_array_equal(got["labels"], expected["labels"].numpy())
         np.testing.assert_allclose(got["boxes"], expected["boxes"].numpy(), atol=1e-4)
+
+
+def test_swin_backbone_feeds_its_last_stage():
+    """A Swin model of this package as the backbone, as DETR allows (built, not run: DETR's tests run one)."""
+    swin = keras_vit.SwinTransformer(
+        image_size=64, patch_size=4, window_size=4, embed_dim=16, depths=(2, 2), num_heads=(2, 4), features_only=True
+    )
+    model = keras_vit.ConditionalDETR(swin, **SMALL, input_shape=(64, 64, 3))
+    assert model.input_proj.kernel.shape == (1, 1, 32, 32)  # the last stage's 2 * embed_dim channels
+    assert model.compute_output_shape((2, 64, 64, 3))["logits"] == (2, 5, 3)
