@@ -28,6 +28,10 @@ from keras_vit.export import evaluate_tflite, export_saved_model, export_tflite
 from keras_vit.labels import decode_detections, decode_predictions, get_class_names, with_class_names
 from keras_vit.models import (
     DETR,
+    ConditionalDETR,
+    ConditionalDETRModel,
+    ConditionalDETRResNet50,
+    ConditionalDETRResNet101,
     TNT,
     DeiTB16,
     DeiTS16,

@@ -24,6 +24,12 @@ from keras_vit.models.tnt import TNT, TNTB16, TNTS16
 from keras_vit.models.swin import SwinB, SwinL, SwinS, SwinT, SwinTransformer
 from keras_vit.models.resnet import ResNet, ResNet50, ResNet101
 from keras_vit.models.detr import DETR, DETRModel, DETRResNet50, DETRResNet101
+from keras_vit.models.conditional_detr import (
+    ConditionalDETR,
+    ConditionalDETRModel,
+    ConditionalDETRResNet50,
+    ConditionalDETRResNet101,
+)
 from keras_vit.models.mae import MAEViTB16, MAEViTH14, MAEViTL16, MaskedAutoencoder
 from keras_vit.models.vit import add_prompts
 from keras_vit.models.loading import load_weights, model_family

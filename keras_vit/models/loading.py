@@ -8,6 +8,8 @@ in a log line), for a Keras file as for a timm one: fine-tuning at a higher reso
 new classes starts from the file as it is.
 """
 
+from keras_vit.models.conditional_detr.conditional_detr_model import ConditionalDETRModel
+from keras_vit.models.conditional_detr.convert_conditional_detr import convert_conditional_detr
 from keras_vit.models.detr.convert_detr import convert_detr
 from keras_vit.models.detr.detr_model import DETRModel
 from keras_vit.models.mae.convert_mae import convert_mae
@@ -30,6 +32,8 @@ def model_family(model):
     >>> model_family(keras_vit.VisionTransformer(32, 8, 48, 2, 3, 192, num_classes=10))[0]
     'vit'
     """
+    if isinstance(model, ConditionalDETRModel):  # a DETRModel subclass: asked first
+        return "conditional_detr", convert_conditional_detr
     if isinstance(model, DETRModel):
         return "detr", convert_detr
     if isinstance(model, MaskedAutoencoder):
@@ -45,7 +49,7 @@ def model_family(model):
 
 def _unknown_family(model, tensors, allow_head_reset=False):
     raise ValueError(
-        f"Model {model.name!r} is not one of this package's families (ViT, DeiT, TNT, Swin, DETR, MAE), so "
+        f"Model {model.name!r} is not one of this package's families (ViT, DeiT, TNT, Swin, DETR, Conditional DETR, MAE), so "
         "only a Keras file (.keras, .weights.h5) can be loaded into it."
     )
 

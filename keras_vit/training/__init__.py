@@ -1,4 +1,5 @@
-"""Training: DeiT distillation and recipe; DETR's matcher, set loss, optimizer and COCO metrics.
+"""Training: DeiT distillation and recipe; DETR's and Conditional DETR's matchers, set losses,
+optimizer and COCO metrics.
 
 DETR's target padding (`pad_detection_targets`, `validate_detection_targets`) lives with the
 detection data (`keras_vit.data.detection`) and its post-processing with the model
@@ -36,6 +37,7 @@ from keras_vit.data.detection import pad_detection_targets, validate_detection_t
 from keras_vit.models.detr.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections
 from keras_vit.training.detr_loss import DETRLoss
 from keras_vit.training.detr_matcher import HungarianMatcher
+from keras_vit.training.conditional_detr_loss import ConditionalDETRLoss, FocalHungarianMatcher, sigmoid_focal_loss
 from keras_vit.training.detr_optimizer import BackboneAdamW, detr_optimizer
 from keras_vit.training.coco_callback import COCOMetricsCallback, coco_map, evaluate_coco
 from keras_vit.training.hungarian import linear_sum_assignment

@@ -127,7 +127,9 @@ def evaluate_coco(model, dataset, num_classes=None, threshold=0.0, max_batches=N
             batch_size, height, width = np.shape(images)[:3]
             image_sizes = np.tile([[height, width]], (batch_size, 1))
         outputs = model.predict_on_batch(inputs)
-        detections += post_process_detections(outputs, image_sizes, threshold=threshold)
+        # A detector with its own scoring (Conditional DETR's sigmoids) says how to read its outputs.
+        post_process = getattr(model, "post_process_detections", post_process_detections)
+        detections += post_process(outputs, image_sizes, threshold=threshold)
         ground_truths += targets_to_pixel_boxes(targets, image_sizes)
         sizes += list(image_sizes)
     if not sizes:

@@ -1,0 +1,420 @@
+"""Conditional DETR (Meng et al., 2021): DETR with conditional spatial queries, which trains
+6.7-10x faster than DETR (41.0 COCO AP in 50 epochs with a ResNet-50).
+
+The backbone, the 1x1 projection, the sine positions and the post-norm encoder are DETR's
+(keras_vit/models/detr). The decoder differs (see conditional_detr_layers.py): each learned
+query embeds a reference point, `sigmoid(ref_point_head(query_pos))`; its sine embedding,
+times `query_scale(decoder embedding)` (identity at the first layer), is the spatial part of
+each cross-attention query, concatenated per head with the content part; boxes are predicted
+relative to the reference point (`inverse_sigmoid(ref)` added to the box head's centre
+before the sigmoid). Classes are scored with sigmoids, `num_classes` logits and no
+"no object" class, trained with the sigmoid focal loss
+(`keras_vit.training.ConditionalDETRLoss`).
+
+`ConditionalDETR(...)` returns a `ConditionalDETRModel`, a `DETRModel` (same inputs, outputs,
+`fit()` and train step, data checks, export) whose `logits` are (B, Q, num_classes).
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
+from keras_vit.layers.renamed_arguments import take_renamed_arguments
+from keras_vit.models.builder_args import check_input_shape, classes_alias
+from keras_vit.models.conditional_detr.conditional_detr_layers import (
+    ConditionalDETRDecoderLayer,
+    MLPHead,
+    PointSineEmbedding,
+    inverse_sigmoid,
+)
+from keras_vit.models.conditional_detr.conditional_detr_postprocess import post_process_conditional_detections
+from keras_vit.models.conditional_detr.conditional_detr_presets import DEFAULT_WEIGHTS
+from keras_vit.models.conditional_detr.convert_conditional_detr import convert_conditional_detr
+from keras_vit.models.detr.detr_layers import (
+    RENAMED_ARGUMENTS,
+    DETREncoderLayer,
+    ObjectQueries,
+    PaddingMaskResize,
+    SinePositionEmbedding,
+)
+from keras_vit.models.detr.detr_model import (
+    DETRBackbone,
+    DETRModel,
+    _make_backbone,
+    _mlp_dim,
+    check_class_names,
+)
+from keras_vit.weights.loader import load_weights, resolve_weights
+
+# The reference initializes the class bias to the log-odds of a 1% prior (focal loss) and the
+# box head's last layer to zero, so that the first boxes sit on the reference points.
+PRIOR_PROBABILITY = 0.01
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class ConditionalDETRModel(DETRModel):
+    """The Conditional DETR detector as a `keras.Model` that trains with its own set loss.
+
+    Build it with `ConditionalDETR(...)`, `ConditionalDETRResNet50(...)` or
+    `ConditionalDETRResNet101(...)`. Layers: `backbone`, `input_proj`, `position_embedding`,
+    `encoder_{i}` (DETR's), `query_embed`, `ref_point_head`, `query_sine_embedding`,
+    `query_scale`, `decoder_{i}` (`ConditionalDETRDecoderLayer`), `decoder_norm`,
+    `class_embed` (num_classes sigmoid logits) and `bbox_embed` (`MLPHead`, before the
+    reference offset and the sigmoid); `convert_conditional_detr` fills them.
+
+    Training is `DETRModel`'s: `compile(optimizer)` and `fit()` with the targets
+    `{"boxes", "labels", "valid"}`; the default loss is
+    `keras_vit.training.ConditionalDETRLoss(num_classes, auxiliary_loss=auxiliary_outputs,
+    **loss_config)` (sigmoid focal loss, focal matching cost).
+
+    As in the original repository, the decoder's final LayerNorm is applied to every auxiliary
+    output while the un-normalized state goes on to the next layer (and to `query_scale`);
+    transformers does the same with `auxiliary_loss=False`, its published configuration.
+
+    Example:
+    >>> import keras, numpy as np
+    >>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 8, strides=8)])
+    >>> model = ConditionalDETRModel(cnn, num_classes=3, num_queries=5, hidden_dim=32, num_encoder_layers=1,
+    ...                              num_decoder_layers=2, num_heads=4, mlp_dim=64)
+    >>> out = model(np.zeros((2, 32, 48, 3), "float32"))
+    >>> tuple(out["logits"].shape), tuple(out["pred_boxes"].shape), tuple(out["aux_logits"].shape)
+    ((2, 5, 3), (2, 5, 4), (2, 1, 5, 3))
+    """
+
+    DEFAULT_LOSS = "keras_vit>ConditionalDETRLoss"
+
+    def __init__(
+        self,
+        backbone,
+        num_classes,
+        num_queries=300,
+        hidden_dim=256,
+        num_encoder_layers=6,
+        num_decoder_layers=6,
+        num_heads=8,
+        mlp_dim=None,
+        dropout=0.1,
+        auxiliary_outputs=True,
+        include_preprocessing=False,
+        preprocessing_mean=IMAGENET_MEAN,
+        preprocessing_std=IMAGENET_STD,
+        layer_norm_epsilon=1e-5,
+        loss_config=None,
+        class_names=None,
+        **kwargs,
+    ):
+        old_names = {key: kwargs.pop(key) for key in RENAMED_ARGUMENTS if key in kwargs}
+        mlp_dim = _mlp_dim(
+            take_renamed_arguments({"mlp_dim": mlp_dim, **old_names}, RENAMED_ARGUMENTS, "ConditionalDETRModel"),
+            "ConditionalDETRModel",
+        )
+        # DETRModel's layers differ (decoder and heads): start from keras.Model, reuse the rest.
+        keras.Model.__init__(self, **kwargs)
+        for label, value, minimum in (
+            ("num_classes", num_classes, 1),
+            ("num_queries", num_queries, 1),
+            ("num_decoder_layers", num_decoder_layers, 1),
+            ("num_encoder_layers", num_encoder_layers, 0),
+            ("hidden_dim", hidden_dim, 2),
+            ("num_heads", num_heads, 1),
+            ("mlp_dim", mlp_dim, 1),
+        ):
+            if int(value) != value or value < minimum:
+                raise ValueError(f"Conditional DETR needs an integer {label} >= {minimum}, got {label}={value!r}.")
+        if hidden_dim % 4 or hidden_dim % num_heads:
+            raise ValueError(
+                f"hidden_dim {hidden_dim} must be a multiple of 4 (the sine embeddings interleave sines and "
+                f"cosines in each half) and of num_heads ({num_heads})."
+            )
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        self.num_classes = int(num_classes)
+        self.num_queries = int(num_queries)
+        self.hidden_dim = int(hidden_dim)
+        self.num_encoder_layers = int(num_encoder_layers)
+        self.num_decoder_layers = int(num_decoder_layers)
+        self.num_heads = int(num_heads)
+        self.mlp_dim = int(mlp_dim)
+        self.dropout = float(dropout)
+        self.auxiliary_outputs = bool(auxiliary_outputs)
+        self.include_preprocessing = bool(include_preprocessing)
+        self.preprocessing_mean = tuple(float(m) for m in preprocessing_mean)
+        self.preprocessing_std = tuple(float(s) for s in preprocessing_std)
+        self.layer_norm_epsilon = float(layer_norm_epsilon)
+        self.loss_config = dict(loss_config or {})
+        self.class_names = check_class_names(class_names, self.num_classes, self.name)
+
+        kw = dict(dtype=self.dtype_policy)
+        if not isinstance(backbone, DETRBackbone):
+            backbone = DETRBackbone(backbone, name="backbone")
+        self.backbone = backbone
+        self.preprocessing = (
+            ImageNormalization(self.preprocessing_mean, self.preprocessing_std, name="preprocessing", **kw)
+            if self.include_preprocessing
+            else None
+        )
+        self.mask_resize = PaddingMaskResize(name="mask_resize", **kw)
+        self.position_embedding = SinePositionEmbedding(hidden_dim, name="position_embedding", **kw)
+        self.input_proj = keras.layers.Conv2D(hidden_dim, 1, name="input_proj", **kw)
+        self.encoder_layers = [
+            DETREncoderLayer(
+                hidden_dim, num_heads, mlp_dim, dropout=dropout, layer_norm_epsilon=layer_norm_epsilon,
+                name=f"encoder_{i}", **kw,
+            )
+            for i in range(num_encoder_layers)
+        ]
+        self.query_embed = ObjectQueries(num_queries, hidden_dim, name="query_embed", **kw)
+        self.ref_point_head = MLPHead(hidden_dim, 2, 2, name="ref_point_head", **kw)
+        self.query_sine_embedding = PointSineEmbedding(hidden_dim, name="query_sine_embedding", **kw)
+        self.query_scale = MLPHead(hidden_dim, hidden_dim, 2, name="query_scale", **kw)
+        self.decoder_layers = [
+            ConditionalDETRDecoderLayer(
+                hidden_dim, num_heads, mlp_dim, dropout=dropout, is_first=i == 0,
+                layer_norm_epsilon=layer_norm_epsilon, name=f"decoder_{i}", **kw,
+            )
+            for i in range(num_decoder_layers)
+        ]
+        self.decoder_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="decoder_norm", **kw)
+        prior_bias = -math.log((1 - PRIOR_PROBABILITY) / PRIOR_PROBABILITY)
+        self.class_embed = keras.layers.Dense(
+            num_classes, bias_initializer=keras.initializers.Constant(prior_bias), name="class_embed", **kw
+        )
+        self.bbox_embed = MLPHead(hidden_dim, 4, 3, zero_last_layer=True, name="bbox_embed", **kw)
+        self.loss_ce_tracker = keras.metrics.Mean(name="loss_ce")
+        self.loss_bbox_tracker = keras.metrics.Mean(name="loss_bbox")
+        self.loss_giou_tracker = keras.metrics.Mean(name="loss_giou")
+        object.__setattr__(self, "_set_loss", None)
+
+    # ------------------------------------------------------------------ build
+    def build(self, input_shape):
+        images_shape = input_shape["images"] if isinstance(input_shape, dict) else input_shape
+        images_shape = tuple(images_shape)
+        self.backbone.build(images_shape)
+        feature_shape = self.backbone.compute_output_shape(images_shape)
+        if feature_shape[-1] is None:
+            raise ValueError("The Conditional DETR backbone's feature map must have a known number of channels.")
+        self.input_proj.build(feature_shape)
+        batch = images_shape[0]
+        tokens = (batch, None, self.hidden_dim)
+        queries = (batch, self.num_queries, self.hidden_dim)
+        for layer in self.encoder_layers:
+            layer.build(tokens)
+        self.query_embed.build(tokens)
+        self.ref_point_head.build(queries)
+        self.query_scale.build(queries)
+        for layer in self.decoder_layers:
+            layer.build(queries, tokens)
+        self.decoder_norm.build(queries)
+        self.class_embed.build(queries)
+        self.bbox_embed.build(queries)
+        self.built = True
+
+    # ------------------------------------------------------------------- call
+    def call(self, inputs, training=None):
+        images, pixel_mask = self._split_inputs(inputs)
+        x = ops.cast(images, self.compute_dtype)
+        if self.preprocessing is not None:
+            # Normalize, then zero the padding, as the reference pads normalized images with 0.
+            x = self.preprocessing(x) * ops.expand_dims(ops.cast(pixel_mask, x.dtype), -1)
+        features = self.backbone(x, training=training)
+        mask = self.mask_resize(pixel_mask, features)  # (B, h, w) float
+        pos = self._flatten(self.position_embedding(mask))
+        memory = self._flatten(self.input_proj(features))
+        mask = ops.reshape(mask, (ops.shape(mask)[0], -1))
+        for layer in self.encoder_layers:
+            memory = layer(memory, pos, padding_mask=mask, training=training)
+
+        query_pos = self.query_embed(memory)
+        reference = ops.sigmoid(ops.cast(self.ref_point_head(query_pos), "float32"))  # (B, Q, 2) x, y
+        point_sine = self.query_sine_embedding(reference)
+        tgt = ops.zeros_like(query_pos)
+        hidden = []
+        for i, layer in enumerate(self.decoder_layers):
+            # The spatial query: the point's sine embedding, scaled by a transform of the decoder
+            # embedding from the second layer on.
+            query_sine = point_sine if i == 0 else point_sine * self.query_scale(tgt)
+            tgt = layer(tgt, memory, pos, query_pos, query_sine, memory_mask=mask, training=training)
+            hidden.append(tgt)
+
+        # Boxes relative to the reference point: its logit is added to the predicted centre's.
+        offset = ops.concatenate([inverse_sigmoid(reference), ops.zeros_like(reference)], axis=-1)
+
+        def boxes(states, reference_offset):
+            return ops.sigmoid(ops.cast(self.bbox_embed(states), "float32") + reference_offset)
+
+        final = self.decoder_norm(hidden[-1])
+        outputs = {"logits": ops.cast(self.class_embed(final), "float32"), "pred_boxes": boxes(final, offset)}
+        if self.auxiliary_outputs and len(hidden) > 1:
+            intermediate = ops.stack([self.decoder_norm(h) for h in hidden[:-1]], axis=1)  # (B, L-1, Q, D)
+            outputs["aux_logits"] = ops.cast(self.class_embed(intermediate), "float32")
+            outputs["aux_pred_boxes"] = boxes(intermediate, ops.expand_dims(offset, 1))
+        return outputs
+
+    @staticmethod
+    def post_process_detections(outputs, image_sizes, threshold=0.5, top_k=100):
+        """This model's outputs as detections in pixels (sigmoid scores, the best `top_k` query-class
+        pairs): `post_process_conditional_detections`, which `keras_vit.training.evaluate_coco` calls.
+
+        Example:
+        >>> import numpy as np
+        >>> outputs = {"logits": np.zeros((1, 2, 3), "float32"), "pred_boxes": np.full((1, 2, 4), 0.5, "float32")}
+        >>> len(ConditionalDETRModel.post_process_detections(outputs, [(32, 32)], threshold=0.0)[0]["scores"])
+        6
+        """
+        return post_process_conditional_detections(outputs, image_sizes, threshold=threshold, top_k=top_k)
+
+    def compute_output_shape(self, input_shape):
+        images_shape = input_shape["images"] if isinstance(input_shape, dict) else input_shape
+        batch = images_shape[0]
+        shapes = {
+            "logits": (batch, self.num_queries, self.num_classes),
+            "pred_boxes": (batch, self.num_queries, 4),
+        }
+        if self.auxiliary_outputs and self.num_decoder_layers > 1:
+            aux = self.num_decoder_layers - 1
+            shapes["aux_logits"] = (batch, aux, self.num_queries, self.num_classes)
+            shapes["aux_pred_boxes"] = (batch, aux, self.num_queries, 4)
+        return shapes
+
+
+def ConditionalDETR(
+    backbone="resnet50",
+    num_classes=91,
+    num_queries=300,
+    hidden_dim=256,
+    num_encoder_layers=6,
+    num_decoder_layers=6,
+    num_heads=8,
+    mlp_dim=None,
+    dropout=0.1,
+    dilation=False,
+    auxiliary_outputs=True,
+    include_preprocessing=False,
+    weights=None,
+    input_shape=(None, None, 3),
+    loss_config=None,
+    class_names=None,
+    dtype=None,
+    name="conditional_detr",
+):
+    """A Conditional DETR detector (`ConditionalDETRModel`) with every hyper-parameter.
+
+    Args:
+        backbone: "resnet50" or "resnet101" (keras_vit's ResNet with frozen BatchNorm), or any
+            Keras model mapping images to a feature map (B, h, w, C) or to a dict of maps keyed
+            "stride_N" (the largest stride is used), e.g. `keras_vit.SwinT(include_top=False)`.
+        num_classes: object classes, one sigmoid logit each (no "no object" class). COCO
+            checkpoints use 91.
+        num_queries (300 as the reference), hidden_dim, num_encoder_layers, num_decoder_layers,
+            num_heads, mlp_dim (feed-forward width, 2048 by default), dropout: the transformer.
+        dilation: DC5 (ResNet backbones): stride 16 with a dilated last stage.
+        auxiliary_outputs: also return every earlier decoder layer's predictions
+            (`aux_logits`, `aux_pred_boxes`), for the auxiliary losses.
+        include_preprocessing: take RGB in [0, 255] and apply ImageNet normalization in the model.
+        weights: None, a checkpoint file (transformers Conditional DETR .safetensors/.bin under
+            the transformers 4 or 5 key names, the original repository's .pth, a Keras file) or a
+            published name (`keras_vit.weights.published_names("conditional_detr")`). A
+            checkpoint with another number of classes loads everything but the class head.
+        input_shape: (height, width, 3); None sizes take any image size.
+        loss_config: keyword arguments of `keras_vit.training.ConditionalDETRLoss` used by `fit()`.
+        class_names: None or one name per class, kept by the model.
+
+    Example:
+    >>> from keras_vit.models.resnet import ResNet
+    >>> backbone = ResNet(depths=(1, 1, 1, 1), widths=(8, 8, 16, 16), stem_width=8)
+    >>> model = ConditionalDETR(backbone, num_classes=3, num_queries=4, hidden_dim=16, num_encoder_layers=1,
+    ...                         num_decoder_layers=2, num_heads=2, mlp_dim=32)
+    >>> shapes = model.compute_output_shape((1, 64, 64, 3))
+    >>> shapes["logits"], shapes["pred_boxes"]
+    ((1, 4, 3), (1, 4, 4))
+    """
+    input_shape = tuple(input_shape)
+    check_input_shape(input_shape, name, fixed_size=False)
+    weights_path = None if weights is None else resolve_weights(weights, "conditional_detr")[0]
+    feature_extractor = _make_backbone(backbone, dilation, input_shape, dtype)
+    model = ConditionalDETRModel(
+        feature_extractor,
+        num_classes=num_classes,
+        num_queries=num_queries,
+        hidden_dim=hidden_dim,
+        num_encoder_layers=num_encoder_layers,
+        num_decoder_layers=num_decoder_layers,
+        num_heads=num_heads,
+        mlp_dim=mlp_dim,
+        dropout=dropout,
+        auxiliary_outputs=auxiliary_outputs,
+        include_preprocessing=include_preprocessing,
+        loss_config=loss_config,
+        class_names=class_names,
+        dtype=dtype,
+        name=name,
+    )
+    model.build((None,) + input_shape)
+    if weights_path is not None:
+        load_weights(model, weights_path, convert_conditional_detr, "conditional_detr", allow_head_reset=True)
+    return model
+
+
+def _builder(variant):
+    label = {"resnet50": "ConditionalDETRResNet50", "resnet101": "ConditionalDETRResNet101"}[variant]
+
+    def build(
+        num_classes=91,
+        num_queries=300,
+        weights=None,
+        dilation=False,
+        input_shape=(None, None, 3),
+        include_preprocessing=False,
+        auxiliary_outputs=True,
+        dropout=0.1,
+        name=None,
+        classes=None,
+        **kwargs,
+    ):
+        num_classes = classes_alias(num_classes, classes, label, default=91)
+        if input_shape is None:  # keras.applications' word for the canonical size: any size, here
+            input_shape = (None, None, 3)
+        if weights == "coco":
+            key = (variant, bool(dilation))
+            if key not in DEFAULT_WEIGHTS:
+                raise ValueError(
+                    f"No published COCO checkpoint of {label}(dilation={bool(dilation)}) is known; "
+                    f"the known ones: {sorted(DEFAULT_WEIGHTS.values())}. Pass a checkpoint file instead."
+                )
+            weights = DEFAULT_WEIGHTS[key]
+        suffix = "_dc5" if dilation else ""
+        return ConditionalDETR(
+            variant,
+            num_classes=num_classes,
+            num_queries=num_queries,
+            weights=weights,
+            dilation=dilation,
+            input_shape=input_shape,
+            include_preprocessing=include_preprocessing,
+            auxiliary_outputs=auxiliary_outputs,
+            dropout=dropout,
+            name=name or f"conditional_detr_{variant}{suffix}",
+            **kwargs,
+        )
+
+    build.__name__ = build.__qualname__ = label
+    build.__doc__ = f"""Conditional DETR with a {variant} backbone (d 256, 6 + 6 layers, 8 heads, MLP 2048,
+    300 queries, 91 classes by default).
+
+    `dilation=True` is the DC5 variant. `weights="coco"` loads a published COCO checkpoint
+    where one is known (see `keras_vit.weights.published_names("conditional_detr")`). Any input
+    size: `input_shape` None and (None, None, 3) are the same; `classes` is another name of
+    `num_classes`. Other keywords go to `ConditionalDETR`.
+
+    Example:
+    >>> model = {label}(num_classes=91)
+    >>> model.compute_output_shape((None, 800, 1216, 3))["logits"]
+    (None, 300, 91)
+    """
+    return build
+
+
+ConditionalDETRResNet50 = _builder("resnet50")
+ConditionalDETRResNet101 = _builder("resnet101")
