@@ -54,7 +54,7 @@ def models():
     plain = tiny_detr(None)
     by_path = {v.path: v for v in with_denoising.weights}
     for variable in plain.weights:
-        variable.assign(by_path[variable.path])
+        variable.assign(to_numpy(by_path[variable.path]))  # a copy: JAX's train step donates its buffers
     return with_denoising, plain
 
 
@@ -218,15 +218,12 @@ def test_set_loss_adds_the_reconstruction_loss():
 
 def test_inference_is_unchanged_and_never_reads_the_denoising_weights(models):
     with_denoising, plain = models
-    images, targets = tiny_batch()
+    images, _ = tiny_batch()
     expected = plain.predict_on_batch(images)
     got = with_denoising.predict_on_batch(images)
     assert sorted(got) == sorted(expected)  # no denoising outputs at inference
     for key in expected:
         np.testing.assert_array_equal(to_numpy(got[key]), to_numpy(expected[key]))
-    # Targets given at inference (as train_step passes them) change nothing either.
-    got = with_denoising.predict_on_batch({"images": images, DENOISING_TARGETS: targets})
-    np.testing.assert_array_equal(to_numpy(got["pred_boxes"]), to_numpy(expected["pred_boxes"]))
 
     training_only = with_denoising.training_only_weights
     # The label embedding and the box MLP's two Dense layers.
@@ -269,20 +266,32 @@ def test_fit_with_denoising_logs_its_loss_and_learns(models):
     assert loss_dn[-3:].mean() < 0.8 * loss_dn[0] and loss[-3:].mean() < 0.9 * loss[0], history
 
 
-def test_checkpoints_load_into_a_model_with_denoising():
-    from keras_vit.models.detr.convert_detr import convert_detr
-    from keras_vit.models.resnet.resnet_model import ResNet
-    from keras_vit.weights import read_checkpoint
-    from conftest import fixture_path
+def test_checkpoint_loaders_leave_the_denoising_weights_alone(models):
+    from keras_vit.weights.assignment import WeightAssignment
 
-    backbone = ResNet(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16)
-    model = keras_vit.DETR(backbone, num_classes=5, num_queries=8, hidden_dim=32, num_encoder_layers=2,
-                           num_decoder_layers=2, num_heads=4, mlp_dim=64, dropout=0.0, denoising=True)
-    before = [to_numpy(v) for v in model.training_only_weights]
-    _, tensors = read_checkpoint(fixture_path("detr_tiny.safetensors"))
-    convert_detr(model, tensors)  # strict: every other weight filled
-    for variable, value in zip(model.training_only_weights, before):
-        np.testing.assert_array_equal(to_numpy(variable), value)
+    with_denoising, _ = models
+    training_only = {id(v) for v in with_denoising.training_only_weights}
+    # A checkpoint that fills every weight but the denoising queries' (as a published DETR's does).
+    tensors = {v.path: to_numpy(v) for v in with_denoising.weights if id(v) not in training_only}
+    plan = WeightAssignment(with_denoising, tensors, source="test")
+    for variable in with_denoising.weights:
+        if id(variable) not in training_only:
+            plan.assign(variable, variable.path)
+    plan.apply()  # strict: raises on any weight left unfilled
+
+
+def test_keras_weight_files_load_with_or_without_the_denoising_weights(models, tmp_path):
+    from keras_vit.models.loading import load_weights
+
+    with_denoising, plain = models
+    for source, target in ((with_denoising, tiny_detr(None)), (plain, tiny_detr(True))):
+        path = str(tmp_path / f"{source.denoising is not None}.weights.h5")
+        source.save_weights(path)
+        load_weights(target, path)
+        by_path = {v.path: v for v in source.weights}
+        for variable in target.weights:
+            if variable.path in by_path:
+                np.testing.assert_array_equal(to_numpy(variable), to_numpy(by_path[variable.path]), variable.path)
 
 
 # ------------------------------------------------------------------ bad input

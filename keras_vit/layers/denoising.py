@@ -151,7 +151,7 @@ def apply_denoising_noise(boxes, labels, valid, draws, label_noise, box_noise):
     ...                             np.ones((1, 1), "float32"), draws, label_noise=0.2, box_noise=0.5)
     >>> keras.ops.convert_to_numpy(out["labels"]).tolist()
     [[3, 3]]
-    >>> np.round(keras.ops.convert_to_numpy(out["boxes"])[0, 0], 4).tolist()
+    >>> np.round(keras.ops.convert_to_numpy(out["boxes"])[0, 0].astype("float64"), 4).tolist()
     [0.55, 0.6, 0.3, 0.6]
     """
     boxes = ops.cast(boxes, "float32")
@@ -240,7 +240,9 @@ class DenoisingQueries(keras.layers.Layer):
 
     Why these embeddings: DN-DETR builds on DAB-DETR, whose queries are boxes (anchors), so a noised
     box *is* a query there. Plain DETR's queries are free learned position embeddings with a zero
-    initial content, so a box has to be embedded. The position side follows DAB-DETR's own mapping
+    initial content, so a box has to be embedded. The paper's journal version reports denoising on
+    vanilla DETR too, without (in what we could read) the exact embedding, so this is our choice:
+    the position side follows DAB-DETR's own mapping
     from a box to a query position (an MLP of the box's sine embedding, 2D -> D -> D); the content
     side follows DN-DETR's label embedding with its indicator channel. Both are trained with the rest
     by the reconstruction loss; they never run at inference, so a model trained with denoising

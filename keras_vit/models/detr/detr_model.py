@@ -313,6 +313,8 @@ class DETRModel(keras.Model):
     # Whether the decoder takes denoising queries; a subclass with another decoder that does not
     # (yet) sets this to False, so that `denoising=` fails at construction rather than being ignored.
     supports_denoising = True
+    # Layers that only training uses: Keras files with or without them load into models either way.
+    training_only_layer_names = ("denoising_queries",)
 
     @property
     def training_only_weights(self):
@@ -477,7 +479,9 @@ class DETRModel(keras.Model):
         denoising = None
         if training and targets is not None and self.denoising_queries is not None:
             # [G * M denoising queries | Q matching queries], behind the group mask (DN-DETR).
-            denoising = self.denoising_queries(targets["boxes"], targets["labels"], targets["valid"], num_queries=self.num_queries)
+            denoising = self.denoising_queries(
+                targets["boxes"], targets["labels"], targets["valid"], num_queries=self.num_queries
+            )
             tgt = ops.concatenate([ops.cast(denoising["content"], tgt.dtype), tgt], axis=1)
             query_pos = ops.concatenate([ops.cast(denoising["position"], query_pos.dtype), query_pos], axis=1)
         self_attention_mask = None if denoising is None else denoising["attention_mask"]
