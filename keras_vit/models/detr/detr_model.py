@@ -313,6 +313,10 @@ class DETRModel(keras.Model):
     # Whether the decoder takes denoising queries; a subclass with another decoder that does not
     # (yet) sets this to False, so that `denoising=` fails at construction rather than being ignored.
     supports_denoising = True
+    # Denoising off unless __init__ says otherwise (also for subclasses whose __init__ skips DETRModel's).
+    denoising = None
+    denoising_queries = None
+    loss_dn_tracker = None
     # Layers that only training uses: Keras files with or without them load into models either way.
     training_only_layer_names = ("denoising_queries",)
 
