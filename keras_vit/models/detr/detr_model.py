@@ -313,10 +313,6 @@ class DETRModel(keras.Model):
     # Whether the decoder takes denoising queries; a subclass with another decoder that does not
     # (yet) sets this to False, so that `denoising=` fails at construction rather than being ignored.
     supports_denoising = True
-    # Denoising off unless __init__ says otherwise (also for subclasses whose __init__ skips DETRModel's).
-    denoising = None
-    denoising_queries = None
-    loss_dn_tracker = None
     # Layers that only training uses: Keras files with or without them load into models either way.
     training_only_layer_names = ("denoising_queries",)
 
@@ -324,7 +320,9 @@ class DETRModel(keras.Model):
     def training_only_weights(self):
         """The weights used in training only (the denoising queries' embeddings); checkpoint loaders
         leave them at their initial values."""
-        return [] if self.denoising_queries is None else list(self.denoising_queries.weights)
+        # getattr: subclasses whose __init__ skips DETRModel's (ConditionalDETRModel) have no denoising.
+        queries = getattr(self, "denoising_queries", None)
+        return [] if queries is None else list(queries.weights)
 
     # ----------------------------------------------------------------- inputs
     @staticmethod
@@ -420,7 +418,7 @@ class DETRModel(keras.Model):
     def train_step(self, *args):
         """Keras' train step (`(data)`, or `(state, data)` on JAX); with denoising, the targets also
         travel with the inputs, so that `call` can make the denoising queries from them."""
-        if self.denoising is None:
+        if getattr(self, "denoising", None) is None:  # also a subclass that skips DETRModel.__init__
             return super().train_step(*args)
         *state, data = args
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -453,7 +451,7 @@ class DETRModel(keras.Model):
         self.decoder_norm.build(queries)
         self.class_embed.build(queries)
         self.bbox_embed.build(queries)
-        if self.denoising_queries is not None:
+        if getattr(self, "denoising_queries", None) is not None:
             self.denoising_queries.build()
         self.built = True
 
@@ -481,7 +479,7 @@ class DETRModel(keras.Model):
         tgt = ops.zeros_like(query_pos)
         targets = inputs.get(DENOISING_TARGETS) if isinstance(inputs, dict) else None
         denoising = None
-        if training and targets is not None and self.denoising_queries is not None:
+        if training and targets is not None and getattr(self, "denoising_queries", None) is not None:
             # [G * M denoising queries | Q matching queries], behind the group mask (DN-DETR).
             denoising = self.denoising_queries(
                 targets["boxes"], targets["labels"], targets["valid"], num_queries=self.num_queries
@@ -600,7 +598,7 @@ class DETRModel(keras.Model):
                 ("loss_ce", self.loss_ce_tracker),
                 ("loss_bbox", self.loss_bbox_tracker),
                 ("loss_giou", self.loss_giou_tracker),
-                ("loss_dn", self.loss_dn_tracker),
+                ("loss_dn", getattr(self, "loss_dn_tracker", None)),
             ):
                 if name in result and tracker is not None:
                     tracker.update_state(result[name] * replicas, sample_weight=batch_size)
@@ -629,7 +627,7 @@ class DETRModel(keras.Model):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "loss_config": dict(self.loss_config),
             "class_names": None if self.class_names is None else list(self.class_names),
-            "denoising": None if self.denoising is None else self.denoising.get_config(),
+            "denoising": None if getattr(self, "denoising", None) is None else self.denoising.get_config(),
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
