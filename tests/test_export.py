@@ -47,11 +47,8 @@ def tiny_detr():
     from keras_vit.models.resnet.resnet_model import ResNet
 
     backbone = ResNet(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, name="tiny_resnet")
-    # With denoising training on: its queries are training-only, so the export (rebuilt from the
-    # saved config on other backends) must compute what the Keras model computes at inference.
     return keras_vit.DETR(backbone, num_classes=5, num_queries=8, hidden_dim=32, num_encoder_layers=1,
-                          num_decoder_layers=2, num_heads=4, mlp_dim=64, dropout=0.0, name="tiny_detr",
-                          denoising=keras_vit.training.Denoising(groups=2))
+                          num_decoder_layers=2, num_heads=4, mlp_dim=64, dropout=0.0, name="tiny_detr")
 
 
 # family -> (factory, builder name that must exist, export keyword arguments)
