@@ -59,8 +59,14 @@ def _build(case):
         # A regularized backbone: its loss must be scaled per replica like the set loss.
         cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(
             8, 8, strides=8, kernel_regularizer=keras.regularizers.L2(1e-2))], name="cnn")
+        # On TensorFlow, with denoising queries (noise off, so that one device and many draw nothing
+        # different): their loss must be normalized by the boxes summed over the replicas too. (JAX's
+        # step sees the global batch; its denoising step would add ~15 s of compilation here.)
+        denoising = None
+        if keras.backend.backend() == "tensorflow":
+            denoising = keras_vit.training.Denoising(groups=2, label_noise=0.0, box_noise=0.0)
         model = keras_vit.DETR(cnn, num_classes=DETR_CLASSES, num_queries=4, hidden_dim=16, num_encoder_layers=1,
-                               num_decoder_layers=2, num_heads=2, mlp_dim=16, dropout=0.0)
+                               num_decoder_layers=2, num_heads=2, mlp_dim=16, dropout=0.0, denoising=denoising)
         model.compile(optimizer=keras.optimizers.SGD(0.01))
         return model
     if case in ("vit", "swin"):

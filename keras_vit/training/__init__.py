@@ -36,6 +36,7 @@ from keras_vit.training.resume import AtomicBackupAndRestore, read_backup_epoch
 from keras_vit.data.detection import pad_detection_targets, validate_detection_targets
 from keras_vit.models.detr.detr_postprocess import image_sizes_from_pixel_mask, post_process_detections
 from keras_vit.training.detr_loss import DETRLoss
+from keras_vit.training.denoising import Denoising, denoising_loss
 from keras_vit.training.detr_matcher import HungarianMatcher
 from keras_vit.training.conditional_detr_loss import ConditionalDETRLoss, FocalHungarianMatcher, sigmoid_focal_loss
 from keras_vit.training.detr_optimizer import BackboneAdamW, detr_optimizer

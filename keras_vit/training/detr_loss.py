@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_vit.data.detection import pad_detection_targets, validate_detection_targets  # noqa: F401  (their home before)
 from keras_vit.models.detr.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
+from keras_vit.training.denoising import denoising_loss, has_denoising_outputs
 from keras_vit.training.detr_matcher import HungarianMatcher, is_jax_tracing, safe_labels, safe_target_boxes
 
 
@@ -43,6 +44,10 @@ class DETRLoss:
       summed over the final decoder layer and, with `auxiliary_loss=True` and "aux_logits" /
       "aux_pred_boxes" in y_pred, every earlier decoder layer (each matched on its own).
     - "loss_ce", "loss_bbox", "loss_giou": the unweighted terms of the final layer.
+    - with denoising training (y_pred holds "denoising_logits" and "denoising_pred_boxes", which a
+      model built with `denoising=` returns in training), "loss" also holds DN-DETR's reconstruction
+      loss, weighted with the same ce/bbox/giou weights and reported as "loss_dn" (with the final
+      layer's "loss_dn_ce", "loss_dn_bbox", "loss_dn_giou"; see `keras_vit.training.denoising`).
     The cross-entropy is a weighted mean over all queries, the no-object class weighted `eos_coef`;
     L1 and GIoU are summed over matched boxes and divided by the number of target boxes (at least 1),
     as in the reference implementations.
@@ -185,12 +190,21 @@ class DETRLoss:
         loss_bbox = per_layer(l1) / num_boxes
         loss_giou = per_layer(giou) / num_boxes
         total = self.ce_weight * loss_ce + self.bbox_weight * loss_bbox + self.giou_weight * loss_giou
-        return {
+        result = {
             "loss": ops.sum(total),
             "loss_ce": loss_ce[-1],
             "loss_bbox": loss_bbox[-1],
             "loss_giou": loss_giou[-1],
         }
+        if has_denoising_outputs(y_pred):
+            denoising = denoising_loss(
+                y_true, y_pred["denoising_logits"], y_pred["denoising_pred_boxes"], self.num_classes,
+                ce_weight=self.ce_weight, bbox_weight=self.bbox_weight, giou_weight=self.giou_weight,
+                auxiliary_loss=self.auxiliary_loss, sum_over_replicas=sum_over_replicas,
+            )  # fmt: skip
+            result.update(denoising)
+            result["loss"] = result["loss"] + denoising["loss_dn"]
+        return result
 
     def cardinality_error(self, y_true, y_pred):
         """Mean absolute difference between the number of non-no-object predictions and of targets.

@@ -190,8 +190,12 @@ class WeightAssignment:
                 reset_head = True
             else:
                 problems.append("head shapes that differ: " + "; ".join(head_mismatched))
+        # Weights a model uses in training only (DETR's denoising queries) stay at their initial values.
+        training_only = {id(v) for v in getattr(self.model, "training_only_weights", ())}
         unfilled = [
-            _variable_name(v) for v in self.model.weights if id(v) not in filled and not _is_state_variable(v)
+            _variable_name(v)
+            for v in self.model.weights
+            if id(v) not in filled and id(v) not in training_only and not _is_state_variable(v)
         ]
         if unfilled:
             problems.append("model weights the checkpoint does not fill: " + ", ".join(unfilled))

@@ -128,7 +128,15 @@ def load_keras_checkpoint_resampled(model, path, allow_head_reset=False):
     }
     plan = WeightAssignment(model, arrays, source=f"Keras file {os.path.basename(path)!r}",
                             allow_head_reset=allow_head_reset)
+    # Weights used in training only (DETR's denoising queries) may be absent from the file (then they keep
+    # their initial values), and a file of a model trained with them loads into a model without them.
+    training_only = {id(variable) for variable in getattr(model, "training_only_weights", ())}
+    for name in getattr(model, "training_only_layer_names", ()):
+        if not any(key.startswith(name + "/") for key in slots):
+            plan.skip_prefix(name + "/")
     for key, variable in slots.items():
+        if id(variable) in training_only and not plan.has(key):
+            continue
         array = plan.take(key)
         if array is None:
             continue

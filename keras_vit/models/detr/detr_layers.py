@@ -154,7 +154,9 @@ class DETRAttention(keras.layers.Layer):
     """Multi-head attention with separate q, k, v projections and a key padding mask.
 
     `layer(query, key, value, key_mask)`: query (B, T, D), key and value (B, S, D),
-    key_mask (B, S) float, 1 for real keys and 0 for padding (None: all real).
+    key_mask (B, S) float, 1 for real keys and 0 for padding (None: all real);
+    optionally `attention_mask`, bool broadcastable to (B, 1, T, S), True where a query may
+    attend (denoising training keeps query groups apart with it).
     DETR adds position embeddings to query and key before calling it. Heads
     attend through `keras_vit.layers.attention.scaled_dot_product_attention`
     (softmax in float32; a query whose keys are all padding gets a zero
@@ -189,7 +191,7 @@ class DETRAttention(keras.layers.Layer):
         self.out_proj = keras.layers.Dense(hidden_dim, name="out_proj", **kw)
         self.attention_drop = keras.layers.Dropout(dropout, **kw)
 
-    def build(self, query_shape, key_shape=None, value_shape=None, key_mask_shape=None):
+    def build(self, query_shape, key_shape=None, value_shape=None, key_mask_shape=None, attention_mask_shape=None):
         key_shape = key_shape or query_shape
         value_shape = value_shape or key_shape
         self.q_proj.build(query_shape)
@@ -202,7 +204,7 @@ class DETRAttention(keras.layers.Layer):
         # (B, N, D) -> (B, N, heads, head_dim)
         return ops.reshape(x, (ops.shape(x)[0], -1, self.num_heads, self.head_dim))
 
-    def call(self, query, key, value, key_mask=None, training=None):
+    def call(self, query, key, value, key_mask=None, attention_mask=None, training=None):
         q = self._split_heads(self.q_proj(query))
         k = self._split_heads(self.k_proj(key))
         v = self._split_heads(self.v_proj(value))
@@ -211,6 +213,10 @@ class DETRAttention(keras.layers.Layer):
             # (B, S) -> (B, 1, 1, S), True for real keys: padded keys get exactly zero weight, as the
             # reference's boolean key_padding_mask gives them, however large the logits.
             mask = ops.expand_dims(ops.expand_dims(ops.greater(key_mask, 0.5), 1), 1)
+        if attention_mask is not None:
+            # (B or 1, 1, T, S) bool, True where a query may attend (denoising training's group mask).
+            attention_mask = ops.cast(attention_mask, "bool")
+            mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
         record = attention_record()
         x = scaled_dot_product_attention(
             q, k, v, self.scale, mask=mask, dropout=self.attention_drop, training=training,
@@ -331,6 +337,8 @@ class DETRDecoderLayer(_PostNormLayer):
     `layer(tgt, memory, pos, query_pos, memory_mask)`: self-attention takes
     q = k = tgt + query_pos, v = tgt; cross-attention q = tgt + query_pos,
     k = memory + pos, v = memory, with padded memory positions masked out.
+    `self_attention_mask` (optional, bool, broadcastable to (B, 1, T, T), True where a query may
+    attend) restricts the self-attention: denoising training passes it, inference never does.
 
     Example:
     >>> import numpy as np
@@ -347,7 +355,10 @@ class DETRDecoderLayer(_PostNormLayer):
         self.norm2 = self._norm("norm2")
         self.norm3 = self._norm("norm3")
 
-    def build(self, tgt_shape, memory_shape=None, pos_shape=None, query_pos_shape=None, memory_mask_shape=None):
+    def build(
+        self, tgt_shape, memory_shape=None, pos_shape=None, query_pos_shape=None, memory_mask_shape=None,
+        self_attention_mask_shape=None,
+    ):  # fmt: skip
         memory_shape = memory_shape or tgt_shape
         self.self_attn.build(tgt_shape, tgt_shape, tgt_shape)
         self.norm1.build(tgt_shape)
@@ -357,9 +368,9 @@ class DETRDecoderLayer(_PostNormLayer):
         self.norm3.build(tgt_shape)
         self.built = True
 
-    def call(self, tgt, memory, pos, query_pos, memory_mask=None, training=None):
+    def call(self, tgt, memory, pos, query_pos, memory_mask=None, self_attention_mask=None, training=None):
         query_key = tgt + query_pos
-        attended = self.self_attn(query_key, query_key, tgt, training=training)
+        attended = self.self_attn(query_key, query_key, tgt, attention_mask=self_attention_mask, training=training)
         tgt = self.norm1(tgt + self.residual_drop(attended, training=training))
         attended = self.cross_attn(tgt + query_pos, memory + pos, memory, key_mask=memory_mask, training=training)
         tgt = self.norm2(tgt + self.residual_drop(attended, training=training))

@@ -39,6 +39,7 @@ from keras_vit.models.detr.detr_layers import (
     PaddingMaskResize,
     SinePositionEmbedding,
 )
+from keras_vit.layers.denoising import Denoising, DenoisingQueries
 from keras_vit.layers.patch_embedding import check_batch_not_empty
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 from keras_vit.models.resnet import resnet_model as resnet
@@ -49,6 +50,8 @@ from keras_vit.models.detr.detr_presets import DEFAULT_WEIGHTS
 from keras_vit.weights.loader import load_weights, resolve_weights
 
 BACKBONES = {"resnet50": resnet.ResNet50, "resnet101": resnet.ResNet101}
+# The inputs key under which `DETRModel.train_step` hands the targets to `call` (denoising training).
+DENOISING_TARGETS = "denoising_targets"
 DEFAULT_MLP_DIM = 2048
 
 
@@ -190,6 +193,15 @@ class DETRModel(keras.Model):
     Targets: `{"boxes": (B, M, 4) cx,cy,w,h in [0, 1], "labels": (B, M) int,
     "valid": (B, M) 1 for real boxes}`.
 
+    Denoising training (DN-DETR): `denoising=keras_vit.training.Denoising(groups=5, label_noise=0.2,
+    box_noise=0.4)` (or `True`) makes `fit()` feed the decoder, next to the matching queries, G
+    noised copies of each batch's targets (`keras_vit.layers.denoising.DenoisingQueries`, the layer
+    `denoising_queries`) behind a self-attention mask that keeps the matching queries from seeing
+    them; the set loss adds their reconstruction loss, logged as `loss_dn`. Only `train_step` passes
+    the targets on (under `inputs["denoising_targets"]`), so `predict`, `evaluate` (its loss has no
+    denoising term), a plain call, saving and export compute exactly what the same weights compute
+    without denoising; the layer's weights (`training_only_weights`) never reach the outputs there.
+
     `class_names` (None, or one name per class) is kept in the config, so it survives `.keras`
     save/load; `keras_vit.with_class_names(model, names)` sets it, `keras_vit.get_class_names`,
     `keras_vit.decode_detections`, `keras-vit predict` and the export's labels file read it.
@@ -227,6 +239,7 @@ class DETRModel(keras.Model):
         layer_norm_epsilon=1e-5,
         loss_config=None,
         class_names=None,
+        denoising=None,
         **kwargs,
     ):
         # Called here, not in a helper, so that the DeprecationWarning points at the caller's line.
@@ -252,6 +265,12 @@ class DETRModel(keras.Model):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.loss_config = dict(loss_config or {})
         self.class_names = check_class_names(class_names, self.num_classes, self.name)
+        self.denoising = Denoising.from_argument(denoising, self.name)
+        if self.denoising is not None and not self.supports_denoising:
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} cannot train with denoising queries (its decoder takes "
+                "no extra queries); build it with denoising=None."
+            )
 
         kw = dict(dtype=self.dtype_policy)
         if not isinstance(backbone, DETRBackbone):
@@ -278,16 +297,37 @@ class DETRModel(keras.Model):
         self.decoder_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="decoder_norm", **kw)
         self.class_embed = keras.layers.Dense(num_classes + 1, name="class_embed", **kw)
         self.bbox_embed = BoxHead(hidden_dim, name="bbox_embed", **kw)
+        # Training only: the denoising queries' embeddings (never called at inference).
+        self.denoising_queries = (
+            DenoisingQueries(num_classes, hidden_dim, self.denoising, name="denoising_queries", **kw)
+            if self.denoising is not None
+            else None
+        )
         # Loss terms reported by fit()/evaluate() next to the total.
         self.loss_ce_tracker = keras.metrics.Mean(name="loss_ce")
         self.loss_bbox_tracker = keras.metrics.Mean(name="loss_bbox")
         self.loss_giou_tracker = keras.metrics.Mean(name="loss_giou")
+        self.loss_dn_tracker = keras.metrics.Mean(name="loss_dn") if self.denoising is not None else None
         object.__setattr__(self, "_set_loss", None)
+
+    # Whether the decoder takes denoising queries; a subclass with another decoder that does not
+    # (yet) sets this to False, so that `denoising=` fails at construction rather than being ignored.
+    supports_denoising = True
+    # Layers that only training uses: Keras files with or without them load into models either way.
+    training_only_layer_names = ("denoising_queries",)
+
+    @property
+    def training_only_weights(self):
+        """The weights used in training only (the denoising queries' embeddings); checkpoint loaders
+        leave them at their initial values."""
+        # getattr: subclasses whose __init__ skips DETRModel's (ConditionalDETRModel) have no denoising.
+        queries = getattr(self, "denoising_queries", None)
+        return [] if queries is None else list(queries.weights)
 
     # ----------------------------------------------------------------- inputs
     @staticmethod
     def _check_input_keys(inputs):
-        unknown = sorted(set(inputs) - {"images", "pixel_mask"})
+        unknown = sorted(set(inputs) - {"images", "pixel_mask", DENOISING_TARGETS})
         if "images" not in inputs or unknown:
             raise ValueError(
                 f"DETR takes images (B, H, W, 3) or a dict with keys 'images' and optionally "
@@ -375,6 +415,22 @@ class DETRModel(keras.Model):
         self._check_host_data(x)
         return super().predict_on_batch(x)
 
+    def train_step(self, *args):
+        """Keras' train step (`(data)`, or `(state, data)` on JAX); with denoising, the targets also
+        travel with the inputs, so that `call` can make the denoising queries from them."""
+        if getattr(self, "denoising", None) is None:  # also a subclass that skips DETRModel.__init__
+            return super().train_step(*args)
+        *state, data = args
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if isinstance(y, dict):
+            if isinstance(x, dict):
+                x = {**x, DENOISING_TARGETS: y}
+            elif isinstance(x, (list, tuple)) and len(x) == 2:
+                x = {"images": x[0], "pixel_mask": x[1], DENOISING_TARGETS: y}
+            else:
+                x = {"images": x, DENOISING_TARGETS: y}
+        return super().train_step(*state, keras.utils.pack_x_y_sample_weight(x, y, sample_weight))
+
     # ------------------------------------------------------------------ build
     def build(self, input_shape):
         images_shape = input_shape["images"] if isinstance(input_shape, dict) else input_shape
@@ -395,6 +451,8 @@ class DETRModel(keras.Model):
         self.decoder_norm.build(queries)
         self.class_embed.build(queries)
         self.bbox_embed.build(queries)
+        if getattr(self, "denoising_queries", None) is not None:
+            self.denoising_queries.build()
         self.built = True
 
     # ------------------------------------------------------------------- call
@@ -419,10 +477,29 @@ class DETRModel(keras.Model):
             memory = layer(memory, pos, padding_mask=mask, training=training)
         query_pos = self.query_embed(memory)
         tgt = ops.zeros_like(query_pos)
+        targets = inputs.get(DENOISING_TARGETS) if isinstance(inputs, dict) else None
+        denoising = None
+        if training and targets is not None and getattr(self, "denoising_queries", None) is not None:
+            # [G * M denoising queries | Q matching queries], behind the group mask (DN-DETR).
+            denoising = self.denoising_queries(
+                targets["boxes"], targets["labels"], targets["valid"], num_queries=self.num_queries
+            )
+            tgt = ops.concatenate([ops.cast(denoising["content"], tgt.dtype), tgt], axis=1)
+            query_pos = ops.concatenate([ops.cast(denoising["position"], query_pos.dtype), query_pos], axis=1)
+        self_attention_mask = None if denoising is None else denoising["attention_mask"]
         hidden = []
         for layer in self.decoder_layers:
-            tgt = layer(tgt, memory, pos, query_pos, memory_mask=mask, training=training)
+            tgt = layer(
+                tgt, memory, pos, query_pos, memory_mask=mask, self_attention_mask=self_attention_mask,
+                training=training,
+            )  # fmt: skip
             hidden.append(tgt)
+        if denoising is not None:
+            num_denoising = denoising["content"].shape[1]
+            denoising_hidden = ops.stack([self.decoder_norm(h[:, :num_denoising]) for h in hidden], axis=1)
+            if not self.auxiliary_outputs:
+                denoising_hidden = denoising_hidden[:, -1:]
+            hidden = [h[:, num_denoising:] for h in hidden]
         final = self.decoder_norm(hidden[-1])
         outputs = {
             "logits": ops.cast(self.class_embed(final), "float32"),
@@ -432,6 +509,9 @@ class DETRModel(keras.Model):
             intermediate = ops.stack([self.decoder_norm(h) for h in hidden[:-1]], axis=1)  # (B, L-1, Q, D)
             outputs["aux_logits"] = ops.cast(self.class_embed(intermediate), "float32")
             outputs["aux_pred_boxes"] = self.bbox_embed(intermediate)
+        if denoising is not None:  # (B, L, G * M, ...): every decoder layer's, the final one last
+            outputs["denoising_logits"] = ops.cast(self.class_embed(denoising_hidden), "float32")
+            outputs["denoising_pred_boxes"] = self.bbox_embed(denoising_hidden)
         return outputs
 
     def compute_output_shape(self, input_shape):
@@ -518,8 +598,9 @@ class DETRModel(keras.Model):
                 ("loss_ce", self.loss_ce_tracker),
                 ("loss_bbox", self.loss_bbox_tracker),
                 ("loss_giou", self.loss_giou_tracker),
+                ("loss_dn", getattr(self, "loss_dn_tracker", None)),
             ):
-                if name in result:
+                if name in result and tracker is not None:
                     tracker.update_state(result[name] * replicas, sample_weight=batch_size)
         else:
             total = result
@@ -546,6 +627,7 @@ class DETRModel(keras.Model):
             "layer_norm_epsilon": self.layer_norm_epsilon,
             "loss_config": dict(self.loss_config),
             "class_names": None if self.class_names is None else list(self.class_names),
+            "denoising": None if getattr(self, "denoising", None) is None else self.denoising.get_config(),
             "name": self.name,
             "trainable": self.trainable,
             "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
@@ -599,6 +681,7 @@ def DETR(
     input_shape=(None, None, 3),
     loss_config=None,
     class_names=None,
+    denoising=None,
     dtype=None,
     name="detr",
     **deprecated,
@@ -629,6 +712,9 @@ def DETR(
         loss_config: keyword arguments of `keras_vit.training.DETRLoss` used by `fit()`.
         class_names: None or one name per class, kept by the model (`model.class_names`, through
             `.keras` save/load; also set by `keras_vit.with_class_names`).
+        denoising: None (off), True, or a `keras_vit.training.Denoising(groups, label_noise,
+            box_noise)`: DN-DETR's denoising queries in `fit()` (see `DETRModel`); inference and
+            export are unchanged, and checkpoints load as without it.
 
     Example:
     >>> import numpy as np
@@ -657,6 +743,7 @@ def DETR(
         include_preprocessing=include_preprocessing,
         loss_config=loss_config,
         class_names=class_names,
+        denoising=denoising,
         dtype=dtype,
         name=name,
     )
