@@ -617,17 +617,19 @@ def fmt(value, digits=1):
 
 def report_models(results, flops, limit, out):
     out("\nimg/s = median over rounds; RSS = peak resident memory of that implementation's own process")
+    out("GFLOP/s = img/s x FLOPs per image (training: 3x the forward); 'of limit' = that / the f32 matmul limit")
     out(f"{'model':<10} {'implementation':<13} {'infer img/s':>11} {'train img/s':>11} {'infer RSS MiB':>13} "
-        f"{'train RSS MiB':>13} {'infer GFLOP/s':>13} {'of limit':>8}")
+        f"{'train RSS MiB':>13} {'infer GFLOP/s':>13} {'of limit':>8} {'train GFLOP/s':>13} {'of limit':>8}")
     for model_key, by_impl in results.items():
         for impl, entry in by_impl.items():
-            gflop = flops.get(model_key)
-            achieved = entry["infer"] * gflop if gflop else float("nan")
-            fraction = achieved / limit if limit else float("nan")
+            gflop = flops.get(model_key, float("nan"))
+            achieved = entry["infer"] * gflop
+            achieved_train = entry["train"] * 3 * gflop
             out(f"{model_key:<10} {impl:<13} {fmt(entry['infer'], 2):>11} {fmt(entry['train'], 2):>11} "
                 f"{fmt(entry['peak_rss_mib'].get('infer', float('nan')), 0):>13} "
                 f"{fmt(entry['peak_rss_mib'].get('train', float('nan')), 0):>13} {fmt(achieved, 1):>13} "
-                f"{fmt(100 * fraction, 0) + '%':>8}")
+                f"{fmt(100 * achieved / limit, 0) + '%':>8} {fmt(achieved_train, 1):>13} "
+                f"{fmt(100 * achieved_train / limit, 0) + '%':>8}")
     out("\nratios: keras_vit img/s / peer img/s (>1: keras_vit faster)")
     for model_key, by_impl in results.items():
         ours = by_impl.get("keras_vit")
