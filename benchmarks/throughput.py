@@ -559,8 +559,8 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
-def benchmark_models(args, backend, out):
-    """Runs the alternating rounds; returns {model: {impl: result}} and prints as it goes."""
+def benchmark_models(args, backend, out, flops, limits):
+    """Runs the alternating rounds; returns {model: {impl: result}} and prints each model's results when done."""
     log_dir = tempfile.mkdtemp(prefix="throughput-logs-")
     results = {}
     for model_key in args.models:
@@ -608,6 +608,8 @@ def benchmark_models(args, backend, out):
                 entry[mode + "_rounds"] = [batch * args.steps / t for t in times]
             results[model_key][worker.impl] = entry
             worker.close()
+        report_models({model_key: results[model_key]}, flops, max(limits, default=float("nan")), out,
+                      heading=f"{spec['label']} done (limit so far: the matmul before)")
     return results
 
 
@@ -615,8 +617,8 @@ def fmt(value, digits=1):
     return "n/a" if value != value else f"{value:.{digits}f}"
 
 
-def report_models(results, flops, limit, out):
-    out("\nimg/s = median over rounds; RSS = peak resident memory of that implementation's own process")
+def report_models(results, flops, limit, out, heading="all models"):
+    out(f"\n{heading}: img/s = median over rounds; RSS = peak resident memory of that implementation's own process")
     out("GFLOP/s = img/s x FLOPs per image (training: 3x the forward); 'of limit' = that / the f32 matmul limit")
     out(f"{'model':<10} {'implementation':<13} {'infer img/s':>11} {'train img/s':>11} {'infer RSS MiB':>13} "
         f"{'train RSS MiB':>13} {'infer GFLOP/s':>13} {'of limit':>8} {'train GFLOP/s':>13} {'of limit':>8}")
@@ -630,7 +632,7 @@ def report_models(results, flops, limit, out):
                 f"{fmt(entry['peak_rss_mib'].get('train', float('nan')), 0):>13} {fmt(achieved, 1):>13} "
                 f"{fmt(100 * achieved / limit, 0) + '%':>8} {fmt(achieved_train, 1):>13} "
                 f"{fmt(100 * achieved_train / limit, 0) + '%':>8}")
-    out("\nratios: keras_vit img/s / peer img/s (>1: keras_vit faster)")
+    out("ratios: keras_vit img/s / peer img/s (>1: keras_vit faster)")
     for model_key, by_impl in results.items():
         ours = by_impl.get("keras_vit")
         if ours is None:
@@ -784,7 +786,7 @@ def main(argv=None):
             else:
                 out(f"FLOPS {model_key}: count failed: {reply.get('error')}")
 
-    results = {} if args.scaling_only else benchmark_models(args, backend, out)
+    results = {} if args.scaling_only else benchmark_models(args, backend, out, flops, limits)
     rows = scaling(args, backend, out) if (args.scaling or args.scaling_only) else []
 
     limit_reply = run_once("matmul", "vit_b16", (1, 1), args, backend)
