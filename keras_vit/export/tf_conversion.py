@@ -18,6 +18,22 @@ from keras_vit.export.report import ExportError, UnsupportedOpError
 
 QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 
+# In an "int8" file these ops keep float32 inputs and outputs; the dense and convolution layers
+# (FULLY_CONNECTED, CONV_2D) and the reshapes around them run in int8. XNNPACK (the LiteRT CPU
+# delegate) has no int8 kernel for several of them (RSQRT, SQUARED_DIFFERENCE, GELU, SOFTMAX,
+# BATCH_MATMUL of two activations, some ADDs): each such op ran on TFLite's slow reference
+# kernels and cut the graph into a new delegate partition (ViT-Ti/16: 100 partitions). They are
+# also where int8 loses the most: LayerNorm's variance, the softmax, GELU, the attention products
+# and the residual stream's outliers. Measured on ViT-Ti/16 (benchmarks/README_tflite.md).
+INT8_FLOAT_OPS = (
+    "ADD", "SUB", "MUL", "DIV", "NEG", "MEAN", "SUM", "SQUARED_DIFFERENCE", "RSQRT", "SQRT", "POW",
+    "SOFTMAX", "GELU", "TANH", "LOGISTIC", "EXP", "BATCH_MATMUL",
+)
+INT8_NOTE = (
+    "int8 dense and convolution layers (per-channel weights, calibrated activations); LayerNorm, softmax, GELU, "
+    "attention products and residual adds in float32; float32 input and output"
+)
+
 
 def _tf():
     import keras
@@ -104,6 +120,28 @@ def _converter(saved_model_dir, quantization, representative, int8_ops):
     return converter
 
 
+def _int8_content(saved_model_dir, representative):
+    """Calibrates on `representative`, then quantizes all but `INT8_FLOAT_OPS` (per-channel weights).
+
+    This is what `tf.lite.experimental.QuantizationDebugger` does for its selectively
+    quantized models (calibrate only, then the MLIR quantizer with a deny-list of ops);
+    the converter has no public switch for it.
+    """
+    from tensorflow.lite.python import convert
+
+    tf = _tf()
+    converter = _converter(saved_model_dir, "int8", representative, [tf.lite.OpsSet.TFLITE_BUILTINS])
+    converter._experimental_calibrate_only = True
+    calibrated = _convert(converter)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return convert.mlir_quantize(calibrated, disable_per_channel=False, fully_quantize=False,
+                                         denylisted_ops=list(INT8_FLOAT_OPS))
+    except Exception as error:  # the quantizer raises ConverterError and RuntimeError
+        raise ExportError(f"TFLite int8 quantization failed: {_short(error)}") from None
+
+
 def _convert(converter):
     try:
         with warnings.catch_warnings():
@@ -119,13 +157,14 @@ def _convert(converter):
 def write_tflite(model, path, quantization=None, representative=None, input_shape=None, batch_size=1):
     """Converts `model` to a builtin-ops-only .tflite file at `path`; returns notes.
 
-    int8 is full-integer (TFLITE_BUILTINS_INT8, float32 input and output) when
-    every op has an int8 kernel; otherwise the ops without one stay in float and
-    a note says so. `batch_size` 1 (the default) gives a static graph; None a
+    int8 quantizes the dense and convolution layers (int8 activations, per-channel
+    int8 weights, calibrated on `representative`) and keeps `INT8_FLOAT_OPS`
+    (LayerNorm, softmax, GELU, attention products, residual adds) in float32, so
+    that XNNPACK runs the whole file; input and output stay float32.
+    `batch_size` 1 (the default) gives a static graph; None a
     dynamic batch, whose shape ops (SHAPE, GATHER, PACK ...) XNNPACK in
     ai-edge-litert 2.3.0 sometimes runs wrongly after the first invocation.
     """
-    tf = _tf()
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS}, got {quantization!r}.")
     notes = []
@@ -134,15 +173,8 @@ def write_tflite(model, path, quantization=None, representative=None, input_shap
         write_saved_model(model, os.path.join(scratch, "saved_model"), input_shape, batch_size)
         saved = os.path.join(scratch, "saved_model")
         if quantization == "int8":
-            try:
-                content = _convert(_converter(saved, "int8", representative, [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]))
-                notes.append("full-integer int8 (float32 input and output)")
-            except UnsupportedOpError:
-                raise
-            except ExportError:
-                ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-                content = _convert(_converter(saved, "int8", representative, ops))
-                notes.append("int8 with float fallback: some ops have no int8 kernel and run in float32")
+            content = _int8_content(saved, representative)
+            notes.append(INT8_NOTE)
         else:
             content = _convert(_converter(saved, quantization, None, None))
     finally:

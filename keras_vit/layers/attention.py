@@ -164,6 +164,24 @@ def scaled_dot_product_attention(
     return x
 
 
+def split_qkv(qkv, num_tokens, num_heads, head_dim):
+    """q, k, v, each (B, N, heads, head_dim), from a fused (B, N, 3 * heads * head_dim) projection.
+
+    The fused output is laid out [q of all heads | k | v], each head-major (timm's layout).
+    Splitting the last axis of the 3-D tensor (rather than indexing a 5-D reshape, which
+    becomes a STRIDED_SLICE that drops an axis) keeps the exported TFLite graph to ops that
+    XNNPACK runs (SPLIT, RESHAPE), so a .tflite file is not cut into many delegate partitions.
+
+    Example:
+    >>> import numpy as np
+    >>> qkv = np.arange(2 * 5 * 12, dtype="float32").reshape(2, 5, 12)
+    >>> q, k, v = split_qkv(qkv, 5, num_heads=2, head_dim=2)
+    >>> tuple(q.shape), float(keras.ops.convert_to_numpy(k)[0, 0, 0, 0])
+    ((2, 5, 2, 2), 4.0)
+    """
+    return tuple(ops.reshape(part, (-1, num_tokens, num_heads, head_dim)) for part in ops.split(qkv, 3, axis=-1))
+
+
 @keras.saving.register_keras_serializable(package="keras_vit")
 class MultiHeadSelfAttention(keras.layers.Layer):
     """timm-style attention: one `qkv` Dense (D -> 3D), heads, `proj` Dense.
@@ -207,8 +225,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def call(self, inputs, training=None, return_attention_scores=False):
         num_tokens = inputs.shape[1] if inputs.shape[1] is not None else ops.shape(inputs)[1]
-        qkv = ops.reshape(self.qkv(inputs), (-1, num_tokens, 3, self.num_heads, self.head_dim))
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, heads, head_dim)
+        q, k, v = split_qkv(self.qkv(inputs), num_tokens, self.num_heads, self.head_dim)  # (B, N, heads, head_dim)
         record = attention_record()
         attended = scaled_dot_product_attention(
             q, k, v, self.scale, dropout=self.attention_drop, training=training,

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
+from keras_vit.layers.attention import attention_record, scaled_dot_product_attention, split_qkv
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
@@ -267,8 +267,7 @@ class WindowAttention(keras.layers.Layer):
 
     def call(self, inputs, attention_mask=None, training=None):
         n, heads = self.window_area, self.num_heads
-        qkv = ops.reshape(self.qkv(inputs), (-1, n, 3, heads, self.head_dim))
-        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B * num_windows, N, heads, head_dim)
+        q, k, v = split_qkv(self.qkv(inputs), n, heads, self.head_dim)  # (B * num_windows, N, heads, head_dim)
         bias = ops.expand_dims(self.relative_position_bias(), 0)  # (1, heads, N, N)
         if attention_mask is not None:
             # Windows are batch-major, so window w of image b is row b * num_windows + w: the
