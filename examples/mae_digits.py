@@ -117,7 +117,7 @@ def pretrain(all_images, seed, args, snapshot_epochs=()):
                                       decoder_num_heads=4, mask_ratio=args.mask_ratio,
                                       norm_pix_loss=args.norm_pix_loss, seed=seed)
     epochs = args.pretrain_epochs
-    steps_per_epoch = int(np.ceil(len(all_images) / args.batch_size))
+    steps_per_epoch = len(all_images) // args.batch_size  # full batches only: the stream never runs out
     steps = epochs * steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, warmup_target=args.pretrain_lr,
                                                       warmup_steps=max(1, steps // 20))
