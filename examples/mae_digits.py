@@ -30,7 +30,8 @@ minutes for the three seeds at that load, about 4 minutes a seed at load 6 to 9)
     MAE + VPT-deep          0.6972  0.6861  0.6583  0.6806 +- 0.0164      1,674
     fine-tuning - scratch    +9.17   +8.89  +12.78  +10.28 points, ahead in 3 of 3
 
-(That run predates the control row.) The control says where the gain comes from: seed 0,
+(That run predates the control row and the fix of the pretraining's steps per epoch: it
+trained 141 of its 150 scheduled MAE steps; see examples/MAE_RESULTS.md.) The control says where the gain comes from: seed 0,
 `--skip-frozen --curve-epochs 0 1 3`, fine-tuned accuracy by pretraining epochs:
 0 (no pretraining, sine-cosine positions) 0.8806, 1: 0.8806, 3: 0.8278, 10: 0.8306;
 scratch (learned positions, initialized at random) 0.7389. At this scale the fixed
