@@ -48,7 +48,9 @@ def tiny_detr():
 
     backbone = ResNet(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, name="tiny_resnet")
     return keras_vit.DETR(backbone, num_classes=5, num_queries=8, hidden_dim=32, num_encoder_layers=1,
-                          num_decoder_layers=2, num_heads=4, mlp_dim=64, dropout=0.0, name="tiny_detr")
+                          num_decoder_layers=2, num_heads=4, mlp_dim=64, dropout=0.0, name="tiny_detr",
+                          # Denoising is training-only: the exported file must compute what Keras does.
+                          denoising=keras_vit.training.Denoising(groups=2))
 
 
 # family -> (factory, builder name that must exist, export keyword arguments)

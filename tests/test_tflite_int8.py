@@ -18,6 +18,16 @@ from keras_vit.export import ExportJob, export_many, run_tflite
 from keras_vit.export.verification import digit_images
 
 
+# What is checked here is the file the TensorFlow worker's quantizer writes, which is the same from
+# every backend (JAX and PyTorch models are converted in that worker; tests/test_export.py covers
+# exporting from each backend). Training the toy and converting it twice costs minutes, so once.
+pytestmark = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the int8 file comes from the TensorFlow export worker whatever the backend; runs once, from the "
+    "TensorFlow pytest run (exporting from JAX and PyTorch is tested in tests/test_export.py)",
+)
+
+
 def _interpreter(path):
     from ai_edge_litert.interpreter import Interpreter
 
