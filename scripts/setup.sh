@@ -7,7 +7,7 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import keras_vit, torch, jax, tensorflow, transformers, ai_edge_litert, matplotlib, xdist, huggingface_hub, PIL" >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import keras_vit, torch, jax, tensorflow, transformers, ai_edge_litert, matplotlib, xdist, huggingface_hub, PIL, keras_hub" >/dev/null 2>&1; then
     .venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0"
     .venv/bin/pip install -q --disable-pip-version-check -e ".[all]"
 fi
