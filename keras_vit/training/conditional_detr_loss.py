@@ -8,6 +8,9 @@ GIoU 2, the class cost `alpha (1 - p)^gamma (-log p) - (1 - alpha) p^gamma (-log
 target class; loss weights focal 2, L1 5, GIoU 2 (transformers weighs its focal term 1; pass
 `ce_weight=1.0` for its total). Every term is summed and divided by the number of target boxes.
 Targets, matching solvers, auxiliary layers and the distribution rules are DETRLoss's.
+With denoising training (y_pred holds "denoising_logits" and "denoising_pred_boxes"), DN-DETR's
+reconstruction loss is added with the same weights and focal parameters
+(`denoising_loss(classification="focal")`, normalized by G times the number of target boxes).
 """
 
 import keras
@@ -16,6 +19,7 @@ from keras import ops
 
 from keras_vit.models.detr.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
 from keras_vit.training.detr_loss import DETRLoss, sum_over_replicas
+from keras_vit.training.denoising import denoising_loss, has_denoising_outputs
 from keras_vit.training.detr_matcher import HungarianMatcher, safe_labels, safe_target_boxes
 
 
@@ -179,12 +183,22 @@ class ConditionalDETRLoss(DETRLoss):
         loss_bbox = per_layer(l1) / num_boxes
         loss_giou = per_layer(giou) / num_boxes
         total = self.ce_weight * loss_ce + self.bbox_weight * loss_bbox + self.giou_weight * loss_giou
-        return {
+        result = {
             "loss": ops.sum(total),
             "loss_ce": loss_ce[-1],
             "loss_bbox": loss_bbox[-1],
             "loss_giou": loss_giou[-1],
         }
+        if has_denoising_outputs(y_pred):
+            denoising = denoising_loss(
+                y_true, y_pred["denoising_logits"], y_pred["denoising_pred_boxes"], self.num_classes,
+                ce_weight=self.ce_weight, bbox_weight=self.bbox_weight, giou_weight=self.giou_weight,
+                classification="focal", focal_alpha=self.focal_alpha, focal_gamma=self.focal_gamma,
+                auxiliary_loss=self.auxiliary_loss, sum_over_replicas=sum_over_replicas,
+            )  # fmt: skip
+            result.update(denoising)
+            result["loss"] = result["loss"] + denoising["loss_dn"]
+        return result
 
     def cardinality_error(self, y_true, y_pred):
         """Mean absolute difference between the number of queries with a class above 0.5 and of targets.

@@ -183,11 +183,15 @@ class _ProjectedAttention(keras.layers.Layer):
         # (B, N, D) -> (B, N, heads, head_dim)
         return ops.reshape(x, (ops.shape(x)[0], -1, self.num_heads, self.head_dim))
 
-    def _attend(self, q, k, v, scale, key_mask, training):
+    def _attend(self, q, k, v, scale, key_mask, training, attention_mask=None):
         mask = None
         if key_mask is not None:
             # (B, S) -> (B, 1, 1, S): padded keys get exactly zero weight.
             mask = ops.expand_dims(ops.expand_dims(ops.greater(key_mask, 0.5), 1), 1)
+        if attention_mask is not None:
+            # (B or 1, 1, T, S) bool, True where a query may attend (denoising training's group mask).
+            attention_mask = ops.cast(attention_mask, "bool")
+            mask = attention_mask if mask is None else ops.logical_and(mask, attention_mask)
         record = attention_record()
         # JAX's fused attention needs one head width for q, k and v; the cross-attention's q and k
         # are twice as wide as v, so it takes the explicit path there (same result to ~1e-6).
@@ -217,7 +221,8 @@ class ConditionalSelfAttention(_ProjectedAttention):
 
     `layer(tgt, query_pos)`: q = q_content_proj(tgt) + q_pos_proj(query_pos),
     k = k_content_proj(tgt) + k_pos_proj(query_pos), v = v_proj(tgt), scale head_dim ** -0.5,
-    then `out_proj`.
+    then `out_proj`. `attention_mask` (optional, bool, broadcastable to (B, 1, T, T), True where a
+    query may attend) is denoising training's group mask.
 
     Example:
     >>> import numpy as np
@@ -229,11 +234,11 @@ class ConditionalSelfAttention(_ProjectedAttention):
 
     PROJECTIONS = ("q_content_proj", "q_pos_proj", "k_content_proj", "k_pos_proj", "v_proj")
 
-    def call(self, tgt, query_pos, training=None):
+    def call(self, tgt, query_pos, attention_mask=None, training=None):
         q = self._split_heads(self.q_content_proj(tgt) + self.q_pos_proj(query_pos))
         k = self._split_heads(self.k_content_proj(tgt) + self.k_pos_proj(query_pos))
         v = self._split_heads(self.v_proj(tgt))
-        return self._attend(q, k, v, self.head_dim**-0.5, None, training)
+        return self._attend(q, k, v, self.head_dim**-0.5, None, training, attention_mask=attention_mask)
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -292,7 +297,9 @@ class ConditionalDETRDecoderLayer(keras.layers.Layer):
     `layer(tgt, memory, pos, query_pos, query_sine_embed, memory_mask)`: tgt (B, Q, D) the
     decoder embeddings, memory and pos (B, S, D) the encoder output and its sine positions,
     query_pos (B, Q, D) the learned queries, query_sine_embed (B, Q, D) the transformed sine
-    embedding of the reference points, memory_mask (B, S) 1 for real positions.
+    embedding of the reference points, memory_mask (B, S) 1 for real positions;
+    `self_attention_mask` (optional, bool, broadcastable to (B, 1, Q, Q), True where a query may
+    attend) restricts the self-attention (denoising training's group mask).
 
     Example:
     >>> import numpy as np
@@ -333,9 +340,13 @@ class ConditionalDETRDecoderLayer(keras.layers.Layer):
         self.linear2.build(tuple(tgt_shape[:-1]) + (self.mlp_dim,))
         self.built = True
 
-    def call(self, tgt, memory, pos, query_pos, query_sine_embed, memory_mask=None, training=None):
+    def call(
+        self, tgt, memory, pos, query_pos, query_sine_embed, memory_mask=None, self_attention_mask=None,
+        training=None,
+    ):  # fmt: skip
         drop = lambda x: self.dropout_layer(x, training=training)  # noqa: E731
-        tgt = self.norm1(tgt + drop(self.self_attn(tgt, query_pos, training=training)))
+        attended = self.self_attn(tgt, query_pos, attention_mask=self_attention_mask, training=training)
+        tgt = self.norm1(tgt + drop(attended))
         attended = self.cross_attn(
             tgt, memory, pos, query_sine_embed, memory_mask, query_pos=query_pos, training=training
         )

@@ -13,6 +13,15 @@ before the sigmoid). Classes are scored with sigmoids, `num_classes` logits and 
 
 `ConditionalDETR(...)` returns a `ConditionalDETRModel`, a `DETRModel` (same inputs, outputs,
 `fit()` and train step, data checks, export) whose `logits` are (B, Q, num_classes).
+
+Denoising training (DN-DETR, `denoising=keras_vit.training.Denoising(...)`): as for DETR, `fit()`
+feeds the decoder G noised copies of the targets next to the matching queries, behind the group
+self-attention mask. Their content is the label embedding of `DenoisingQueries`; their reference
+point is the noised box's centre itself (DN-DETR's rule, where a noised box *is* the anchor of its
+query), not `ref_point_head` of a learned embedding, so the spatial query (the sine of the centre)
+and the boxes, predicted relative to that point as the matching queries' are, start from the
+noised box; their query position embedding (self-attention and the first cross-attention) is
+`DenoisingQueries`' box MLP of the noised box. The loss adds `denoising_loss(classification="focal")`.
 """
 
 import math
@@ -20,6 +29,7 @@ import math
 import keras
 from keras import ops
 
+from keras_vit.layers.denoising import Denoising, DenoisingQueries
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
 from keras_vit.models.builder_args import check_input_shape, classes_alias
@@ -40,6 +50,7 @@ from keras_vit.models.detr.detr_layers import (
     SinePositionEmbedding,
 )
 from keras_vit.models.detr.detr_model import (
+    DENOISING_TARGETS,
     DETRBackbone,
     DETRModel,
     _make_backbone,
@@ -68,6 +79,12 @@ class ConditionalDETRModel(DETRModel):
     `{"boxes", "labels", "valid"}`; the default loss is
     `keras_vit.training.ConditionalDETRLoss(num_classes, auxiliary_loss=auxiliary_outputs,
     **loss_config)` (sigmoid focal loss, focal matching cost).
+
+    Denoising training: `denoising=keras_vit.training.Denoising(groups, label_noise, box_noise)` (or
+    `True`) adds DN-DETR's denoising queries in `fit()` (the layer `denoising_queries`, see the
+    module's docstring for how they enter this decoder: reference point = noised box centre) and
+    their focal reconstruction loss, logged as `loss_dn`. `predict`, `evaluate`, a plain call,
+    saving and export compute exactly what the same weights compute without denoising.
 
     As in the original repository, the decoder's final LayerNorm is applied to every auxiliary
     output while the un-normalized state goes on to the next layer (and to `query_scale`);
@@ -103,6 +120,7 @@ class ConditionalDETRModel(DETRModel):
         layer_norm_epsilon=1e-5,
         loss_config=None,
         class_names=None,
+        denoising=None,
         **kwargs,
     ):
         old_names = {key: kwargs.pop(key) for key in RENAMED_ARGUMENTS if key in kwargs}
@@ -145,6 +163,7 @@ class ConditionalDETRModel(DETRModel):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         self.loss_config = dict(loss_config or {})
         self.class_names = check_class_names(class_names, self.num_classes, self.name)
+        self.denoising = Denoising.from_argument(denoising, self.name)
 
         kw = dict(dtype=self.dtype_policy)
         if not isinstance(backbone, DETRBackbone):
@@ -182,9 +201,16 @@ class ConditionalDETRModel(DETRModel):
             num_classes, bias_initializer=keras.initializers.Constant(prior_bias), name="class_embed", **kw
         )
         self.bbox_embed = MLPHead(hidden_dim, 4, 3, zero_last_layer=True, name="bbox_embed", **kw)
+        # Training only: the denoising queries' embeddings (never called at inference).
+        self.denoising_queries = (
+            DenoisingQueries(num_classes, hidden_dim, self.denoising, name="denoising_queries", **kw)
+            if self.denoising is not None
+            else None
+        )
         self.loss_ce_tracker = keras.metrics.Mean(name="loss_ce")
         self.loss_bbox_tracker = keras.metrics.Mean(name="loss_bbox")
         self.loss_giou_tracker = keras.metrics.Mean(name="loss_giou")
+        self.loss_dn_tracker = keras.metrics.Mean(name="loss_dn") if self.denoising is not None else None
         object.__setattr__(self, "_set_loss", None)
 
     # ------------------------------------------------------------------ build
@@ -209,6 +235,8 @@ class ConditionalDETRModel(DETRModel):
         self.decoder_norm.build(queries)
         self.class_embed.build(queries)
         self.bbox_embed.build(queries)
+        if self.denoising_queries is not None:
+            self.denoising_queries.build()
         self.built = True
 
     # ------------------------------------------------------------------- call
@@ -228,14 +256,29 @@ class ConditionalDETRModel(DETRModel):
 
         query_pos = self.query_embed(memory)
         reference = ops.sigmoid(ops.cast(self.ref_point_head(query_pos), "float32"))  # (B, Q, 2) x, y
-        point_sine = self.query_sine_embedding(reference)
         tgt = ops.zeros_like(query_pos)
+        targets = inputs.get(DENOISING_TARGETS) if isinstance(inputs, dict) else None
+        denoising = None
+        if training and targets is not None and self.denoising_queries is not None:
+            # [G * M denoising queries | Q matching queries], behind the group mask (DN-DETR). A
+            # denoising query's reference point is its noised box's centre (cx, cy).
+            denoising = self.denoising_queries(
+                targets["boxes"], targets["labels"], targets["valid"], num_queries=self.num_queries
+            )
+            tgt = ops.concatenate([ops.cast(denoising["content"], tgt.dtype), tgt], axis=1)
+            query_pos = ops.concatenate([ops.cast(denoising["position"], query_pos.dtype), query_pos], axis=1)
+            reference = ops.concatenate([ops.cast(denoising["boxes"][..., :2], "float32"), reference], axis=1)
+        self_attention_mask = None if denoising is None else denoising["attention_mask"]
+        point_sine = self.query_sine_embedding(reference)
         hidden = []
         for i, layer in enumerate(self.decoder_layers):
             # The spatial query: the point's sine embedding, scaled by a transform of the decoder
             # embedding from the second layer on.
             query_sine = point_sine if i == 0 else point_sine * self.query_scale(tgt)
-            tgt = layer(tgt, memory, pos, query_pos, query_sine, memory_mask=mask, training=training)
+            tgt = layer(
+                tgt, memory, pos, query_pos, query_sine, memory_mask=mask, self_attention_mask=self_attention_mask,
+                training=training,
+            )  # fmt: skip
             hidden.append(tgt)
 
         # Boxes relative to the reference point: its logit is added to the predicted centre's.
@@ -244,12 +287,27 @@ class ConditionalDETRModel(DETRModel):
         def boxes(states, reference_offset):
             return ops.sigmoid(ops.cast(self.bbox_embed(states), "float32") + reference_offset)
 
+        denoising_outputs = {}
+        if denoising is not None:
+            num_denoising = denoising["content"].shape[1]
+            denoising_hidden = ops.stack([self.decoder_norm(h[:, :num_denoising]) for h in hidden], axis=1)
+            if not self.auxiliary_outputs:
+                denoising_hidden = denoising_hidden[:, -1:]
+            # (B, L, G * M, ...): every decoder layer's, the final one last.
+            denoising_outputs = {
+                "denoising_logits": ops.cast(self.class_embed(denoising_hidden), "float32"),
+                "denoising_pred_boxes": boxes(denoising_hidden, ops.expand_dims(offset[:, :num_denoising], 1)),
+            }
+            hidden = [h[:, num_denoising:] for h in hidden]
+            offset = offset[:, num_denoising:]
+
         final = self.decoder_norm(hidden[-1])
         outputs = {"logits": ops.cast(self.class_embed(final), "float32"), "pred_boxes": boxes(final, offset)}
         if self.auxiliary_outputs and len(hidden) > 1:
             intermediate = ops.stack([self.decoder_norm(h) for h in hidden[:-1]], axis=1)  # (B, L-1, Q, D)
             outputs["aux_logits"] = ops.cast(self.class_embed(intermediate), "float32")
             outputs["aux_pred_boxes"] = boxes(intermediate, ops.expand_dims(offset, 1))
+        outputs.update(denoising_outputs)
         return outputs
 
     @staticmethod
@@ -296,6 +354,7 @@ def ConditionalDETR(
     input_shape=(None, None, 3),
     loss_config=None,
     class_names=None,
+    denoising=None,
     dtype=None,
     name="conditional_detr",
 ):
@@ -320,6 +379,10 @@ def ConditionalDETR(
         input_shape: (height, width, 3); None sizes take any image size.
         loss_config: keyword arguments of `keras_vit.training.ConditionalDETRLoss` used by `fit()`.
         class_names: None or one name per class, kept by the model.
+        denoising: None (off), True, or a `keras_vit.training.Denoising(groups, label_noise,
+            box_noise)`: DN-DETR's denoising queries in `fit()` (reference point = the noised box's
+            centre; see `ConditionalDETRModel`); inference and export are unchanged, and
+            checkpoints load as without it.
 
     Example:
     >>> from keras_vit.models.resnet import ResNet
@@ -348,6 +411,7 @@ def ConditionalDETR(
         include_preprocessing=include_preprocessing,
         loss_config=loss_config,
         class_names=class_names,
+        denoising=denoising,
         dtype=dtype,
         name=name,
     )
