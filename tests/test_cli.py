@@ -152,15 +152,17 @@ def test_train_any_registered_classifier(tiny_registered_vit, tmp_path, capsys):
     assert keras.saving.load_model(str(output)).output_shape == (None, 10)
 
 
-def test_train_detr_on_the_shapes(tmp_path, capsys):
+@pytest.mark.parametrize("model, name", [("custom-detr", "detr_custom"),
+                                         ("custom-conditional-detr", "conditional_detr_custom")])
+def test_train_detr_on_the_shapes(tmp_path, capsys, model, name):
     output = tmp_path / "detr.keras"
-    status = main(["train", "--model", "custom-detr", "--depth", "1", "--hidden-dim", "16", "--num-heads", "2",
+    status = main(["train", "--model", model, "--depth", "1", "--hidden-dim", "16", "--num-heads", "2",
                    "--mlp-dim", "32", "--image-size", "32", "--epochs", "1", "--limit", "16", "--batch-size", "16",
                    "--progress", "none", "--output", str(output)])
     assert status == 0
     out = capsys.readouterr().out
     assert "Drawing 16 training and 16 held-out shape images of 32x32..." in out
-    assert "Training detr_custom (width 16, 1 encoder and decoder layers" in out
+    assert f"Training {name} (width 16, 1 encoder and decoder layers" in out
     score = float(re.search(r"Held-out mAP@0.5: ([0-9.]+)", out).group(1))
     assert 0.0 <= score <= 1.0
     assert f"Model saved to: {output}" in out and output.exists()
