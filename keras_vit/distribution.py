@@ -53,6 +53,11 @@ FAMILY_RULES = {
         (r".*(encoder|decoder)_\d+/linear2/kernel", "rows"),
     ),
 }
+# Conditional DETR: DETR's encoder, and decoder attentions whose queries and keys are projected from
+# content and positions apart (summed, or concatenated per head: heads stay whole in each column split).
+_CONDITIONAL_PROJECTIONS = (r".*(self|cross)_attn/(q_content|q_pos|k_content|k_pos|q_pos_sine)_proj/(kernel|bias)",
+                            "columns")
+FAMILY_RULES["conditional_detr"] = (_CONDITIONAL_PROJECTIONS,) + FAMILY_RULES["detr"]
 
 
 def _axes(kind, name, model_axis):
@@ -64,12 +69,14 @@ def _axes(kind, name, model_axis):
 def _family_of(model):
     """The families whose rules match at least one weight of `model`."""
     paths = [variable.path for variable in model.weights]
-    found = [family for family in ("tnt", "detr", "vit")
-             if any(re.fullmatch(pattern, path) for pattern, _ in FAMILY_RULES[family] for path in paths)]
+    # Conditional DETR is told from DETR by its own projections (the rest of its rules are DETR's).
+    distinctive = {**FAMILY_RULES, "conditional_detr": (_CONDITIONAL_PROJECTIONS,)}
+    found = [family for family in ("tnt", "conditional_detr", "detr", "vit")
+             if any(re.fullmatch(pattern, path) for pattern, _ in distinctive[family] for path in paths)]
     if not found:
         raise ValueError(
             f"Model {model.name!r} has no weights that keras_vit knows how to split (attention and MLP "
-            f"kernels of ViT, DeiT, MAE, Swin, TNT or DETR); pass a family name ({sorted(FAMILY_RULES)}) "
+            f"kernels of ViT, DeiT, MAE, Swin, TNT, DETR or Conditional DETR); pass a family name ({sorted(FAMILY_RULES)}) "
             "or build a keras.distribution.LayoutMap by hand."
         )
     return found[0]
@@ -79,7 +86,7 @@ def layout_rules(family, model_axis=MODEL_AXIS):
     """`{path pattern: axes}` of one family, e.g. `{".*attn/qkv/kernel": (None, "model"), ...}`.
 
     Args:
-        family: "vit", "deit", "mae", "swin", "tnt" or "detr".
+        family: "vit", "deit", "mae", "swin", "tnt", "detr" or "conditional_detr".
         model_axis: the name of the mesh axis that weights are split over.
 
     Example:
@@ -109,7 +116,8 @@ def get_layout_map(model_or_family, device_mesh, model_axis=MODEL_AXIS):
     every split dimension must divide by the size of `model_axis` (e.g. heads x head size, the MLP width).
 
     Args:
-        model_or_family: a family name ("vit", "deit", "mae", "swin", "tnt", "detr"), or a built
+        model_or_family: a family name ("vit", "deit", "mae", "swin", "tnt", "detr",
+            "conditional_detr"), or a built
             keras_vit model (its family is found from its weights' names).
         device_mesh: a `keras.distribution.DeviceMesh` with an axis named `model_axis`.
         model_axis: the mesh axis the weights are split over.

@@ -157,3 +157,81 @@ def test_detr_keeps_names_through_keras_file_and_predict(tiny_detr, tmp_path, mo
     args = type("Args", (), dict(queries=3, weights=None, dropout=0.0))()
     config = dict(hidden_dim=16, depth=1, num_heads=2, mlp_dim=32)
     assert build_detector(args, config, 32, SHAPES_CLASS_NAMES).class_names == SHAPES_CLASS_NAMES
+
+
+# --- Conditional DETR: sigmoid scores, one column per class, no "no object" column --------------
+
+
+@pytest.fixture(scope="module")
+def tiny_conditional_detr():
+    cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(8, 8, strides=8)], name="cnn")
+    model = keras_vit.ConditionalDETR(cnn, num_classes=3, num_queries=4, hidden_dim=16, num_encoder_layers=1,
+                                      num_decoder_layers=1, num_heads=2, mlp_dim=32, dropout=0.0,
+                                      auxiliary_outputs=False, include_preprocessing=True,
+                                      input_shape=(32, 32, 3), class_names=NAMES, name="tiny_conditional_detr")
+    # Spread the class scores (the untrained head's are all near the 1% prior) so their ranking is clear.
+    bias = model.class_embed.bias
+    bias.assign(np.array([1.0, -0.5, 0.25], "float32"))
+    return model
+
+
+def _printed_detections(out):
+    """`keras-vit predict`'s box lines as (name, score, box) tuples."""
+    import re
+
+    found = re.findall(r"  (\w+) \((\d)\)  score ([\d.]+)  box \[([-\d]+), ([-\d]+), ([-\d]+), ([-\d]+)\]", out)
+    return [(name, float(score), tuple(int(v) for v in box)) for name, _, score, *box in found]
+
+
+def test_conditional_detr_decodes_and_predicts_with_its_own_post_processing(tiny_conditional_detr, tmp_path,
+                                                                           monkeypatch, capsys):
+    from keras_vit.cli.common import load_images
+
+    model = tiny_conditional_detr
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype="uint8")).save("photo.png")
+    images, sizes = load_images(["photo.png"], 32, 32, "none", "squash", 1.0, "bilinear")
+    outputs = {k: to_numpy(v) for k, v in model(images).items()}
+    expected, = model.post_process_detections(outputs, [(40, 50)], threshold=0.0)
+    assert len(expected["scores"]) == 12  # every (query, class) pair: 4 queries x 3 classes
+    for kwargs in ({"class_names": model}, {"class_names": NAMES, "scores": "sigmoid"}):
+        decoded, = keras_vit.decode_detections(outputs, [(40, 50)], threshold=0.0, **kwargs)
+        for key in ("boxes", "scores", "labels"):
+            np.testing.assert_array_equal(decoded[key], expected[key])
+        assert decoded["names"] == [NAMES[i] for i in expected["labels"]]
+    # Read as DETR's softmax with a "no object" column, the names would not fit: a clear error, not wrong boxes.
+    with pytest.raises(ValueError, match="scores='sigmoid' for Conditional DETR"):
+        keras_vit.decode_detections(outputs, [(40, 50)], class_names=NAMES)
+    # `keras-vit predict` on the .keras file prints the same detections.
+    model.save("cdetr.keras")
+    assert main(["predict", "cdetr.keras", "photo.png", "--threshold", "0"]) == 0
+    printed = _printed_detections(capsys.readouterr().out)
+    assert [name for name, _, _ in printed] == [NAMES[i] for i in expected["labels"]]
+    np.testing.assert_allclose([s for _, s, _ in printed], expected["scores"], atol=5e-4)
+    np.testing.assert_allclose([b for _, _, b in printed], expected["boxes"], atol=0.51)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="one export check, on TensorFlow (export from every backend is DETR's)")
+def test_exported_conditional_detr_predicts_the_keras_models_detections(tiny_conditional_detr, tmp_path,
+                                                                       monkeypatch, capsys):
+    import json
+
+    from keras_vit.labels import detection_info_path
+
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype="uint8")).save("photo.png")
+    keras_vit.export_tflite(tiny_conditional_detr, str(tmp_path / "cdetr.tflite"))
+    assert json.load(open(detection_info_path("cdetr.tflite"))) == {"scores": "sigmoid", "num_classes": 3}
+    assert read_labels_file(labels_path("cdetr.tflite")) == NAMES
+    tiny_conditional_detr.save("cdetr.keras")
+    printed = {}
+    for path in ("cdetr.keras", "cdetr.tflite"):
+        assert main(["predict", path, "photo.png", "--threshold", "0"]) == 0
+        printed[path] = _printed_detections(capsys.readouterr().out)
+    assert len(printed["cdetr.tflite"]) == 12
+    keras_found, tflite_found = (sorted(printed[p], key=lambda d: (d[0], d[2])) for p in printed)
+    assert [(n, b) for n, _, b in keras_found] == [(n, b) for n, _, b in tflite_found] or np.allclose(
+        [b for _, _, b in keras_found], [b for _, _, b in tflite_found], atol=1)
+    assert [n for n, _, _ in keras_found] == [n for n, _, _ in tflite_found]
+    np.testing.assert_allclose([s for _, s, _ in keras_found], [s for _, s, _ in tflite_found], atol=2e-3)

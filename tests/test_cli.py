@@ -152,15 +152,33 @@ def test_train_any_registered_classifier(tiny_registered_vit, tmp_path, capsys):
     assert keras.saving.load_model(str(output)).output_shape == (None, 10)
 
 
+def test_custom_conditional_detr_is_a_detector_with_the_shapes_names():
+    # The training run itself is custom-detr's (below): the same pipeline, with the model's own loss and
+    # post-processing (an end-to-end run of custom-conditional-detr costs as much again, so it is left out).
+    from keras_vit.cli.train import architecture, model_family_and_task
+    from keras_vit.cli.train_detr import build_detector
+    from keras_vit.data import SHAPES_CLASS_NAMES
+
+    assert model_family_and_task("custom-conditional-detr") == ("conditional_detr", "detection")
+    assert model_family_and_task("ConditionalDETRResNet50") == ("conditional_detr", "detection")
+    args = build_parser().parse_args(["train", "--model", "custom-conditional-detr", "--depth", "1", "--hidden-dim",
+                                      "16", "--num-heads", "2", "--mlp-dim", "32", "--queries", "3"])
+    args.weights, args.dropout = None, 0.0
+    model = build_detector(args, architecture(args, "conditional_detr"), 32, SHAPES_CLASS_NAMES)
+    assert isinstance(model, keras_vit.models.ConditionalDETRModel) and model.name == "conditional_detr_custom"
+    assert model.class_names == SHAPES_CLASS_NAMES and model.SCORES == "sigmoid"
+
+
 def test_train_detr_on_the_shapes(tmp_path, capsys):
+    model, name = "custom-detr", "detr_custom"
     output = tmp_path / "detr.keras"
-    status = main(["train", "--model", "custom-detr", "--depth", "1", "--hidden-dim", "16", "--num-heads", "2",
+    status = main(["train", "--model", model, "--depth", "1", "--hidden-dim", "16", "--num-heads", "2",
                    "--mlp-dim", "32", "--image-size", "32", "--epochs", "1", "--limit", "16", "--batch-size", "16",
                    "--progress", "none", "--output", str(output)])
     assert status == 0
     out = capsys.readouterr().out
     assert "Drawing 16 training and 16 held-out shape images of 32x32..." in out
-    assert "Training detr_custom (width 16, 1 encoder and decoder layers" in out
+    assert f"Training {name} (width 16, 1 encoder and decoder layers" in out
     score = float(re.search(r"Held-out mAP@0.5: ([0-9.]+)", out).group(1))
     assert 0.0 <= score <= 1.0
     assert f"Model saved to: {output}" in out and output.exists()

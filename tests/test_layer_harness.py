@@ -22,6 +22,7 @@ LAYER_MODULES = (
     "keras_vit.models.tnt.tnt_layers",
     "keras_vit.models.swin.swin_layers",
     "keras_vit.models.detr.detr_layers",
+    "keras_vit.models.conditional_detr.conditional_detr_layers",
     "keras_vit.models.mae.mae_layers",
     # DeiT has no layers of its own (it uses ViT's); ResNet's block lives in its model module.
     "keras_vit.models.resnet.resnet_model",
@@ -61,6 +62,7 @@ VIT = "keras_vit.models.vit.vit_layers"
 TNT = "keras_vit.models.tnt.tnt_layers"
 SWIN = "keras_vit.models.swin.swin_layers"
 DETR = "keras_vit.models.detr.detr_layers"
+CDETR = "keras_vit.models.conditional_detr.conditional_detr_layers"
 MAE = "keras_vit.models.mae.mae_layers"
 RESNET = "keras_vit.models.resnet.resnet_model"
 
@@ -111,6 +113,22 @@ CASES = [
           expected_shape=(2, 3, 8), training=_KEYWORD_INPUTS),
     _case(DETR, "ObjectQueries", dict(num_queries=3, hidden_dim=8), (2, 5, 8), expected_shape=(2, 3, 8)),
     _case(DETR, "BoxHead", dict(hidden_dim=8), (2, 3, 8), expected_shape=(2, 3, 4), expected_dtype="float32"),
+    _case(CDETR, "MLPHead", dict(hidden_dim=8, output_dim=2, num_layers=2), (2, 3, 8), expected_shape=(2, 3, 2)),
+    _case(CDETR, "PointSineEmbedding", dict(hidden_dim=8), input_data=np.random.default_rng(0).uniform(
+          size=(2, 3, 2)).astype("float32"), expected_shape=(2, 3, 8)),
+    _case(CDETR, "ConditionalSelfAttention", dict(hidden_dim=8, num_heads=2),
+          input_shape={"tgt_shape": (2, 3, 8), "query_pos_shape": (2, 3, 8)},
+          expected_shape=(2, 3, 8), training=_KEYWORD_INPUTS),
+    _case(CDETR, "ConditionalCrossAttention", dict(hidden_dim=8, num_heads=2, is_first=True),
+          input_shape={"tgt_shape": (2, 3, 8), "memory_shape": (2, 5, 8), "pos_shape": (2, 5, 8),
+                       "query_sine_embed_shape": (2, 3, 8), "memory_mask_shape": (2, 5),
+                       "query_pos_shape": (2, 3, 8)},
+          expected_shape=(2, 3, 8), training=_KEYWORD_INPUTS),
+    _case(CDETR, "ConditionalDETRDecoderLayer", dict(hidden_dim=8, num_heads=2, mlp_dim=16, dropout=0.0),
+          input_shape={"tgt_shape": (2, 3, 8), "memory_shape": (2, 5, 8), "pos_shape": (2, 5, 8),
+                       "query_pos_shape": (2, 3, 8), "query_sine_embed_shape": (2, 3, 8),
+                       "memory_mask_shape": (2, 5)},
+          expected_shape=(2, 3, 8), training=_KEYWORD_INPUTS),
     _case(MAE, "RandomPatchMasking", dict(mask_ratio=0.5, seed=0), (2, 4, 8),
           expected_shape=((2, 2, 8), (2, 4), (2, 4))),
     _case(MAE, "MAEDecoder", dict(grid_size=(4, 4), patch_size=2, hidden_dim=8, depth=1, num_heads=2),

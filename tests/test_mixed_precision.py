@@ -24,14 +24,16 @@ def _classifier(family):
     return keras_vit.SwinTransformer(32, 4, 4, 16, (2,), (2,), num_classes=3)
 
 
-def _detr():
+def _detr(detector="detr"):
     backbone = keras.Sequential(
         [keras.Input((None, None, 3)), keras.layers.Conv2D(8, 8, strides=8, activation="relu")], name="cnn"
     )
-    return keras_vit.DETR(
-        backbone, num_classes=3, num_queries=3, hidden_dim=16, num_encoder_layers=1, num_decoder_layers=1,
-        num_heads=2, ffn_dim=16, dropout=0.0,
-    )
+    config = dict(num_classes=3, num_queries=3, hidden_dim=16, num_encoder_layers=1, num_decoder_layers=1,
+                  num_heads=2, dropout=0.0)
+    if detector == "detr":
+        return keras_vit.DETR(backbone, **config, ffn_dim=16)
+    # Conditional DETR: sigmoid focal loss instead of DETR's softmax cross-entropy, same checks.
+    return keras_vit.ConditionalDETR(backbone, **config, mlp_dim=16)
 
 
 def _changed(before, model):
@@ -64,9 +66,10 @@ def test_classifier_logits_are_float32_and_fit_trains(family, policy):
 
 
 @pytest.mark.parametrize("policy", POLICIES)
-def test_detr_logits_are_float32_and_fit_trains(policy):
+@pytest.mark.parametrize("detector", ["detr", "conditional_detr"])
+def test_detr_logits_are_float32_and_fit_trains(detector, policy):
     keras.config.set_dtype_policy(policy)
-    model = _detr()
+    model = _detr(detector)
     out = model.predict_on_batch(IMAGES)
     assert out["logits"].dtype == np.float32 and np.all(np.isfinite(out["logits"]))
     targets = {

@@ -137,6 +137,26 @@ def test_layout_map_splits_blocks_and_replicates_the_rest():
     assert layout_rules("tnt")[".*attn_(in|out)/(qk|v)/kernel"] == (None, "model")
 
 
+def test_conditional_detr_layout_map_splits_every_attention_projection():
+    import keras_vit
+
+    cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(8, 8, strides=8)], name="cnn")
+    model = keras_vit.ConditionalDETR(cnn, num_classes=3, num_queries=4, hidden_dim=16, num_encoder_layers=1,
+                                      num_decoder_layers=2, num_heads=2, mlp_dim=16, input_shape=(32, 32, 3))
+    mesh = keras.distribution.DeviceMesh((1, 1), ("batch", "model"), devices=["cpu:0"])
+    layout_map = get_layout_map(model, mesh)  # the family is found from the weights' names
+    split = {v.path: layout_map[v.path].axes for v in model.weights if layout_map[v.path] is not None}
+    # Encoder: q, k, v (kernels and biases), out_proj, linear1 (kernel and bias), linear2: 10. Decoder layers:
+    # self-attention's 5 projections and cross-attention's 5 (6 in the first: q_pos_proj) with their biases,
+    # 2 out_proj, linear1 (2), linear2: 27 and 25.
+    assert len(split) == 10 + 27 + 25, sorted(split)
+    assert split[model.decoder_layers[0].cross_attn.q_pos_sine_proj.kernel.path] == (None, "model")
+    assert split[model.decoder_layers[0].cross_attn.q_pos_proj.bias.path] == ("model",)
+    assert split[model.decoder_layers[1].self_attn.out_proj.kernel.path] == ("model", None)
+    assert not [path for path in split if "bbox_embed" in path or "class_embed" in path or "ref_point" in path]
+    assert get_layout_map("detr", mesh)[model.decoder_layers[0].cross_attn.q_content_proj.kernel.path] is None
+
+
 def test_layout_map_errors_name_the_fix():
     mesh = keras.distribution.DeviceMesh((1, 1), ("data", "tensor"), devices=["cpu:0"])
     with pytest.raises(ValueError, match="needs one named 'model'"):

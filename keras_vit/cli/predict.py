@@ -45,6 +45,10 @@ def add_parser(subparsers):
     parser.add_argument("--normalize", choices=tuple(NORMALIZATIONS), default="none",
                         help="normalization to apply first, for models that do not include preprocessing")
     parser.add_argument("--threshold", type=float, default=0.5, help="DETR: smallest score of a printed box")
+    parser.add_argument("--scores", choices=("softmax", "sigmoid"), default=None,
+                        help="detectors: how the logits are scored, softmax with a last no-object column (DETR) or "
+                             "one sigmoid per class (Conditional DETR); default: the model's, or what the export "
+                             "recorded beside the file (detection.json), else softmax")
     add_verbose_flag(parser)
     parser.set_defaults(run=run)
     return parser
@@ -54,16 +58,18 @@ class _Predictor:
     """A .keras, SavedModel or .tflite file as `(images) -> {name: array}` with its image size."""
 
     def __init__(self, path):
-        from keras_vit.labels import labels_path
+        from keras_vit.labels import labels_path, read_detection_info
 
         self.path = path
         self.model = None  # the Keras model, for a .keras file
         self.labels_file = None  # where an export keeps its class names
+        self.detection_info = None  # an exported detector's score kind (keras_vit.labels.write_detection_info)
         if path.endswith(".tflite"):
             from keras_vit.export.litert_runtime import TFLiteRunner
 
             runner = TFLiteRunner(path)
             self.labels_file = labels_path(path)
+            self.detection_info = read_detection_info(path)
             name = runner.input_names[0]
             shape = runner.input_details[name]["shape_signature"]
             self.size = (int(shape[1]), int(shape[2]))
@@ -73,6 +79,7 @@ class _Predictor:
 
             serve = tf.saved_model.load(path).signatures["serving_default"]
             self.labels_file = labels_path(path)
+            self.detection_info = read_detection_info(path)
             (name, spec), = serve.structured_input_signature[1].items()
             self.size = (spec.shape[1], spec.shape[2])
             self.run = lambda x: {k: v.numpy() for k, v in serve(**{name: tf.constant(x)}).items()}
@@ -144,7 +151,11 @@ def run(args):
     images, sizes = load_images(args.images, height, width, args.normalize, crop_mode, crop_pct, interpolation)
     outputs = predictor.run(images)
 
-    if "pred_boxes" in outputs and "logits" in outputs:  # DETR: per query, classes + "no object"
+    if "pred_boxes" in outputs and "logits" in outputs:
+        scores = _detection_scores(args, predictor)
+        if scores == "sigmoid":  # Conditional DETR: one sigmoid per class, the best query-class pairs
+            return _print_ranked_detections(args, predictor, outputs, sizes)
+        # DETR: per query, softmax over the classes + "no object"
         labels = _class_names(args, predictor, outputs["logits"].shape[-1] - 1)
         probs = softmax(outputs["logits"], axis=-1)[..., :-1]
         for path, size, p, boxes in zip(args.images, sizes, probs, outputs["pred_boxes"]):
@@ -170,6 +181,34 @@ def run(args):
         print(f"{path}:")
         for rank, index in enumerate(np.argsort(-p)[: args.top_k], start=1):
             print(f"  {rank}. {_label(labels, int(index))}  {p[index]:.4f}")
+    return 0
+
+
+def _detection_scores(args, predictor):
+    """How the detector's logits are scored: `--scores`, else the Keras model's kind, else what its
+    export recorded beside the file, else softmax (DETR, and DETR exports older than that file)."""
+    if args.scores:
+        return args.scores
+    if predictor.model is not None:
+        return getattr(predictor.model, "SCORES", "softmax")
+    return (predictor.detection_info or {}).get("scores", "softmax")
+
+
+def _print_ranked_detections(args, predictor, outputs, sizes):
+    """Prints the detections of a sigmoid-scored detector: the model's own `post_process_detections`
+    for a .keras file, Conditional DETR's post-processing for an export."""
+    from keras_vit.labels import _post_processor
+
+    labels = _class_names(args, predictor, outputs["logits"].shape[-1])
+    post_process = _post_processor("sigmoid", predictor.model)
+    # `sizes` are PIL's (width, height); post-processing takes (height, width).
+    detections = post_process(outputs, [(h, w) for w, h in sizes], threshold=args.threshold)
+    for path, found in zip(args.images, detections):
+        print(f"{path}:")
+        for (x0, y0, x1, y1), score, label in zip(found["boxes"], found["scores"], found["labels"]):
+            print(f"  {_label(labels, int(label))}  score {score:.3f}  box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
+        if not len(found["scores"]):
+            print(f"  no box with score >= {args.threshold}")
     return 0
 
 

@@ -4,11 +4,12 @@
     keras-vit train --model custom-swin --epochs 5    # a small Swin, same data
     keras-vit train --model ViTS16 --dataset tfds:cifar10 --weights imagenet --epochs 3
     keras-vit train --model custom-detr               # a small DETR on the bundled synthetic shapes
+    keras-vit train --model custom-conditional-detr   # a small Conditional DETR (sigmoid focal loss), same data
     keras-vit train --model DETRResNet50 --image-size 128 --epochs 10
 
 `--model` takes any name of the model registry (`keras_vit.models.model_names()`: ViT, DeiT, TNT
 and Swin classifiers, DETR detectors) or a small configurable model `custom` (ViT, the default),
-`custom-deit`, `custom-tnt`, `custom-swin`, `custom-detr`, sized by --patch-size, --hidden-dim,
+`custom-deit`, `custom-tnt`, `custom-swin`, `custom-detr`, `custom-conditional-detr`, sized by --patch-size, --hidden-dim,
 --depth, --num-heads and --mlp-dim. Classifiers train on `--dataset` (default the bundled digits);
 detectors train with DETR's set loss on the bundled synthetic shapes (`keras_vit.cli.train_detr`).
 """
@@ -35,7 +36,9 @@ CUSTOM_MODELS = {
     "custom-tnt": ("tnt", dict(patch_size=8, hidden_dim=64, depth=4, num_heads=4, mlp_dim=128)),
     "custom-swin": ("swin", dict(patch_size=2, hidden_dim=32, depth=2, num_heads=2, mlp_dim=64)),
     "custom-detr": ("detr", dict(hidden_dim=64, depth=3, num_heads=4, mlp_dim=256)),
+    "custom-conditional-detr": ("conditional_detr", dict(hidden_dim=64, depth=3, num_heads=4, mlp_dim=256)),
 }
+DETECTOR_FAMILIES = ("detr", "conditional_detr")
 DEFAULT_CUSTOM_IMAGE_SIZE = 32
 DETECTION_IMAGE_SIZE = 64  # the synthetic shapes are drawn at this size unless --image-size says otherwise
 MAX_DEFAULT_WARMUP_EPOCHS = 3.0
@@ -80,7 +83,7 @@ def add_parser(subparsers):
         "--model", type=model_name_type(extra=tuple(CUSTOM_MODELS)), default="custom",
         help=f"classifiers: {', '.join(classifiers)}; detectors: {', '.join(detectors)}; or a small model set by "
              "the flags below: custom (ViT), custom-deit (with a distillation token), custom-tnt, custom-swin "
-             "(2 stages, window 4), custom-detr (a 4-conv CNN backbone) (default: %(default)s)",
+             "(2 stages, window 4), custom-detr and custom-conditional-detr (a 4-conv CNN backbone) (default: %(default)s)",
     )
     for flag, meaning in (("patch_size", "patch size"), ("hidden_dim", "width (DETR: d_model)"),
                           ("depth", "blocks (Swin: per stage; DETR: encoder and decoder layers)"),
@@ -165,7 +168,7 @@ def model_family_and_task(name):
     """
     if name in CUSTOM_MODELS:
         family = CUSTOM_MODELS[name][0]
-        return family, "detection" if family == "detr" else "classification"
+        return family, "detection" if family in DETECTOR_FAMILIES else "classification"
     from keras_vit.models import get_model_spec
 
     spec = get_model_spec(name)
@@ -225,7 +228,7 @@ def architecture(args, family):
             flags = ", ".join("--" + f.replace("_", "-") for f in overrides)
             raise CommandError(
                 f"{flags} set a custom architecture; drop --model {args.model} (or use --model "
-                f"{'custom' if family == 'vit' else 'custom-' + family}) to use them."
+                f"{'custom' if family == 'vit' else 'custom-' + family.replace('_', '-')}) to use them."
             )
         return None
     defaults = CUSTOM_MODELS[args.model][1]

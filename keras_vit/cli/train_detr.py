@@ -55,11 +55,23 @@ def build_detector(args, config, image_size, class_names):
         from keras_vit.models import get_model_spec
 
         return get_model_spec(args.model).builder(**options)
-    from keras_vit.models import DETR
+    from keras_vit.models import DETR, ConditionalDETR
 
-    return DETR(cnn_backbone(config["hidden_dim"]), hidden_dim=config["hidden_dim"],
-                num_encoder_layers=config["depth"], num_decoder_layers=config["depth"], num_heads=config["num_heads"],
-                mlp_dim=config["mlp_dim"], name="detr_custom", **options)
+    detector = ConditionalDETR if args.model == "custom-conditional-detr" else DETR
+    return detector(cnn_backbone(config["hidden_dim"]), hidden_dim=config["hidden_dim"],
+                    num_encoder_layers=config["depth"], num_decoder_layers=config["depth"],
+                    num_heads=config["num_heads"], mlp_dim=config["mlp_dim"], name=custom_detector_name(args.model),
+                    **options)
+
+
+def custom_detector_name(model):
+    """The model (and output file) name of a custom detector: `detr_custom`, `conditional_detr_custom`.
+
+    Example:
+    >>> custom_detector_name("custom-conditional-detr")
+    'conditional_detr_custom'
+    """
+    return "conditional_detr_custom" if model == "custom-conditional-detr" else "detr_custom"
 
 
 def train_detr(args, family, config, start):
@@ -84,7 +96,7 @@ def train_detr(args, family, config, start):
     if train_images < args.batch_size:
         raise CommandError(f"--limit {train_images} gives fewer training images than --batch-size {args.batch_size}; "
                            "lower --batch-size.")
-    model_name = "detr_custom" if config is not None else args.model.lower()
+    model_name = custom_detector_name(args.model) if config is not None else args.model.lower()
     output = output_path(args, model_name, args.dataset)
 
     import keras

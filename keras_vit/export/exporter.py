@@ -341,7 +341,9 @@ def _finish(job, path, temp, request, result, samples, references):
     )
     _install(temp, path)
     # A model that keeps its class names (keras_vit.with_class_names; a DETR's class_names) ships them next to the file.
-    from keras_vit.labels import write_labels_file
+    from keras_vit.labels import write_detection_info, write_labels_file
 
     write_labels_file(job.model, path)
+    # A detector records how its logits are scored (DETR softmax + "no object", Conditional DETR sigmoid).
+    write_detection_info(job.model, path)
     return report

@@ -26,6 +26,7 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 # Number of classes of a head -> the names that a checkpoint with that head was trained on.
 _NAMES_BY_CLASS_COUNT = {1000: "imagenet1k", 21841: "imagenet22k"}
 LABELS_FILE_NAME = "labels.txt"
+DETECTION_FILE_NAME = "detection.json"
 
 
 @functools.lru_cache(maxsize=None)
@@ -114,15 +115,48 @@ def decode_predictions(preds, top=5, class_names=None):
     return results
 
 
-def decode_detections(outputs, image_sizes, threshold=0.5, class_names=None):
-    """DETR's outputs as boxes in pixels with named classes: `post_process_detections` plus `"names"`.
+DETECTION_SCORES = ("softmax", "sigmoid")
+
+
+def _post_processor(scores, model=None):
+    """`(outputs, image_sizes, threshold) -> detections` for logits scored by `scores`: the model's
+    own `post_process_detections` when it has one, else DETR's (softmax with a last "no object"
+    column) or Conditional DETR's (one sigmoid per class, best query-class pairs)."""
+    if model is not None and hasattr(model, "post_process_detections"):
+        return model.post_process_detections
+    if scores == "sigmoid":
+        from keras_vit.models.conditional_detr.conditional_detr_postprocess import (
+            post_process_conditional_detections,
+        )
+
+        return post_process_conditional_detections
+    from keras_vit.models.detr.detr_postprocess import post_process_detections
+
+    return post_process_detections
+
+
+def _check_scores(scores):
+    if scores not in DETECTION_SCORES:
+        raise ValueError(
+            f"scores={scores!r}: use 'softmax' (DETR: a last \"no object\" column) or 'sigmoid' "
+            "(Conditional DETR: one sigmoid per class, no \"no object\" column)."
+        )
+    return scores
+
+
+def decode_detections(outputs, image_sizes, threshold=0.5, class_names=None, scores=None):
+    """A detector's outputs as boxes in pixels with named classes: its post-processing plus `"names"`.
 
     Args:
-        outputs: the model's dict (`logits` (B, Q, classes + 1), `pred_boxes`).
+        outputs: the model's dict (`logits`, `pred_boxes`).
         image_sizes: (B, 2) (height, width) of each image, for the boxes in pixels.
         threshold: smallest score kept.
-        class_names: None (COCO's names for DETR's 91 classes, "class i" otherwise), "coco", a list,
-            or a DETR model that keeps its names (`with_class_names`).
+        class_names: None (COCO's names for 91 classes, "class i" otherwise), "coco", a list, or the
+            detector (a DETR or Conditional DETR) that gave `outputs`: then its names (if it keeps
+            them), its score kind and its own `post_process_detections` are used.
+        scores: how `logits` are scored: "softmax" (DETR: classes + a last "no object" column) or
+            "sigmoid" (Conditional DETR: one column per class). Default: the model's (given as
+            `class_names`), else "softmax".
 
     Returns:
         One dict per image: `boxes` (n, 4) corners in pixels, `scores`, `labels`, `names`.
@@ -133,18 +167,30 @@ def decode_detections(outputs, image_sizes, threshold=0.5, class_names=None):
     >>> outputs = {"logits": logits, "pred_boxes": np.full((1, 2, 4), 0.5, "float32")}
     >>> decode_detections(outputs, [(100, 200)])[0]["names"]
     ['cat']
+    >>> decode_detections({**outputs, "logits": logits[..., :91]}, [(100, 200)], scores="sigmoid")[0]["names"]
+    ['cat']
     """
     import keras
 
-    from keras_vit.models.detr.detr_postprocess import post_process_detections
-
-    num_classes = int(keras.ops.shape(outputs["logits"])[-1]) - 1  # the last class is "no object"
-    if hasattr(class_names, "layers"):  # a model: the names it keeps, else the defaults below
-        class_names = get_class_names(class_names)
+    model = class_names if hasattr(class_names, "layers") else None
+    if scores is None:
+        scores = getattr(model, "SCORES", "softmax")
+    scores = _check_scores(scores)
+    width = int(keras.ops.shape(outputs["logits"])[-1])
+    num_classes = width - 1 if scores == "softmax" else width  # softmax: the last class is "no object"
+    if model is not None:  # the names the model keeps, else the defaults below
+        class_names = get_class_names(model)
     if class_names is None and num_classes == 91:
         class_names = "coco"
-    names = _resolve_names(class_names, num_classes)
-    results = post_process_detections(outputs, image_sizes, threshold=threshold)
+    try:
+        names = _resolve_names(class_names, num_classes)
+    except ValueError as error:
+        raise ValueError(
+            f"{error} (logits of width {width} scored with scores={scores!r}: "
+            f"{'one column per class' if scores == 'sigmoid' else 'classes + a last no-object column'}; "
+            "pass the model as class_names, or scores='sigmoid' for Conditional DETR.)"
+        ) from None
+    results = _post_processor(scores, model)(outputs, image_sizes, threshold=threshold)
     for result in results:
         result["names"] = [names[int(label)] for label in result["labels"]]
     return results
@@ -288,3 +334,66 @@ def write_labels_file(model, export_path):
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write("".join(f"{name}\n" for name in names))
     return path
+
+
+def detection_info_path(export_path):
+    """Where an exported detector records how its `logits` are scored: `detection.json` inside a
+    SavedModel directory, `<name>.detection.json` next to a .tflite file.
+
+    Example:
+    >>> detection_info_path("/tmp/detr.tflite")
+    '/tmp/detr.detection.json'
+    """
+    labels = labels_path(export_path)
+    return labels[: -len(LABELS_FILE_NAME)] + DETECTION_FILE_NAME
+
+
+def write_detection_info(model, export_path):
+    """For a detector (a model with a `SCORES` attribute: DETR "softmax", Conditional DETR
+    "sigmoid"), writes `{"scores": ..., "num_classes": ...}` beside its export (see
+    `detection_info_path`) so that `keras-vit predict` scores the file's logits as the model does;
+    returns the file's path, or None for other models.
+
+    Example:
+    >>> import json, os, tempfile, keras_vit
+    >>> model = keras_vit.ConditionalDETR(keras_vit.models.ResNet(depths=(1, 1, 1, 1), widths=(8, 8, 8, 8),
+    ...     stem_width=8), num_classes=3, num_queries=2, hidden_dim=16, num_encoder_layers=1,
+    ...     num_decoder_layers=1, num_heads=2, mlp_dim=16)
+    >>> path = write_detection_info(model, os.path.join(tempfile.mkdtemp(), "m.tflite"))
+    >>> os.path.basename(path), json.load(open(path))
+    ('m.detection.json', {'scores': 'sigmoid', 'num_classes': 3})
+    """
+    import json
+
+    from keras_vit.atomic_files import atomic_open
+
+    scores = getattr(model, "SCORES", None)
+    if scores is None:
+        return None
+    path = detection_info_path(export_path)
+    with atomic_open(path, "w", encoding="utf-8") as f:
+        json.dump({"scores": _check_scores(scores), "num_classes": int(model.num_classes)}, f)
+    return path
+
+
+def read_detection_info(export_path):
+    """What `write_detection_info` recorded beside `export_path`, or None when there is no such file
+    (an export of a classifier, or of a DETR from before this file was written: softmax).
+
+    Example:
+    >>> import os, tempfile
+    >>> read_detection_info(os.path.join(tempfile.mkdtemp(), "m.tflite")) is None
+    True
+    """
+    import json
+
+    path = detection_info_path(export_path)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        info = json.load(f)
+    try:
+        _check_scores(info.get("scores"))
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
+    return info

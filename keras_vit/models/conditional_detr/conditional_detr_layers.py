@@ -172,7 +172,8 @@ class _ProjectedAttention(keras.layers.Layer):
     def _projection_names(self):
         return self.PROJECTIONS
 
-    def build(self, *shapes):
+    def build(self, *shapes, **named_shapes):
+        # Positional shapes, or Keras' `<argument>_shape=` keywords: only the width matters here.
         width = (None, None, self.hidden_dim)
         for name in self._projection_names():
             getattr(self, name).build(width)
@@ -331,7 +332,7 @@ class ConditionalDETRDecoderLayer(keras.layers.Layer):
         )
         self.dropout_layer = keras.layers.Dropout(self.dropout, **kw)
 
-    def build(self, tgt_shape, *shapes):
+    def build(self, tgt_shape, *shapes, **named_shapes):
         self.self_attn.build(tgt_shape)
         self.cross_attn.build(tgt_shape)
         for norm in (self.norm1, self.norm2, self.norm3):

@@ -101,6 +101,8 @@ class ConditionalDETRModel(DETRModel):
     """
 
     DEFAULT_LOSS = "keras_vit>ConditionalDETRLoss"
+    # One sigmoid per class, no "no object" column (see DETRModel.SCORES).
+    SCORES = "sigmoid"
 
     def __init__(
         self,

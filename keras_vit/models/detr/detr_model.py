@@ -221,6 +221,10 @@ class DETRModel(keras.Model):
     ((2, 5, 4), (2, 5, 4), (2, 1, 5, 4))
     """
 
+    # How `logits` turn into scores: softmax over the classes and a last "no object" column.
+    # `keras_vit.decode_detections`, `keras-vit predict` and the files written beside exports read it.
+    SCORES = "softmax"
+
     def __init__(
         self,
         backbone,
