@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -22,8 +23,10 @@ CLASSES = 5
 TINY_VIT = dict(image_size=16, patch_size=8, hidden_dim=32, depth=1, num_heads=2, mlp_dim=64, num_classes=CLASSES)
 TINY_SWIN = dict(image_size=16, patch_size=4, window_size=2, hidden_dim=16, depths=(1, 1), num_heads=(2, 2),
                  num_classes=CLASSES)
-# Plain fit with Keras' own loss (ViT and Swin); DistillationModel hard and soft; DETRModel with its set loss.
-CASES = ("vit", "swin", "hard", "soft", "detr")
+# Plain fit with Keras' own loss (ViT and Swin); DistillationModel hard and soft; DETRModel with its set loss;
+# ConditionalDETRModel with its focal set loss.
+CASES = ("vit", "swin", "hard", "soft", "detr", "conditional_detr")
+DETECTORS = ("detr", "conditional_detr")
 DETR_CLASSES = 3
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def _data(case):
     rng = np.random.default_rng(3)
-    if case == "detr":
+    if case in DETECTORS:
         from keras_vit.data.detection import pad_detection_targets
 
         images = rng.uniform(size=(BATCH, 32, 32, 3)).astype("float32")
@@ -55,7 +58,7 @@ def _build(case):
     import keras_vit
 
     keras.utils.set_random_seed(1)
-    if case == "detr":
+    if case in DETECTORS:
         # A regularized backbone: its loss must be scaled per replica like the set loss.
         cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(
             8, 8, strides=8, kernel_regularizer=keras.regularizers.L2(1e-2))], name="cnn")
@@ -65,8 +68,9 @@ def _build(case):
         denoising = None
         if keras.backend.backend() == "tensorflow":
             denoising = keras_vit.training.Denoising(groups=2, label_noise=0.0, box_noise=0.0)
-        model = keras_vit.DETR(cnn, num_classes=DETR_CLASSES, num_queries=4, hidden_dim=16, num_encoder_layers=1,
-                               num_decoder_layers=2, num_heads=2, mlp_dim=16, dropout=0.0, denoising=denoising)
+        detector = keras_vit.DETR if case == "detr" else keras_vit.ConditionalDETR
+        model = detector(cnn, num_classes=DETR_CLASSES, num_queries=4, hidden_dim=16, num_encoder_layers=1,
+                         num_decoder_layers=2, num_heads=2, mlp_dim=16, dropout=0.0, denoising=denoising)
         model.compile(optimizer=keras.optimizers.SGD(0.01))
         return model
     if case in ("vit", "swin"):
@@ -129,6 +133,7 @@ def _worker(mode):
     host_matching = _count_host_matching()
     results = {}
     for case in CASES:
+        started, cpu_started = time.perf_counter(), time.process_time()
         host_matching["calls"] = 0
         if replicas:
             with strategy.scope():
@@ -153,6 +158,8 @@ def _worker(mode):
             "logs_single": logs_single,
             "logs_many": logs_many,
             "host_matching_calls": host_calls_many,  # with many devices
+            "seconds": time.perf_counter() - started,
+            "cpu_seconds": time.process_time() - cpu_started,
         }
     print("RESULTS " + json.dumps(results))
 
@@ -186,6 +193,7 @@ def _assert_same_step(results):
     for case, result in results.items():
         assert result["max_weight_difference"] < 1e-5, (case, result)
         assert abs(result["update_ratio"] - 1.0) < 1e-4, (case, result)
+        result = {k: v for k, v in result.items() if k not in ("seconds", "cpu_seconds")}
         assert set(result["logs_single"]) == set(result["logs_many"]), (case, result)
         for name, value in result["logs_single"].items():
             np.testing.assert_allclose(result["logs_many"][name], value, rtol=1e-5, atol=1e-6,
@@ -199,7 +207,7 @@ def test_mirrored_strategy_equals_one_device(replicas):
     results = _run_worker("tensorflow", f"mirrored{replicas}")
     _assert_same_step(results)
     # Without XLA (Keras' choice under tf.distribute) DETR's "auto" matcher solves on the host.
-    assert results["detr"]["host_matching_calls"] > 0
+    assert all(results[case]["host_matching_calls"] > 0 for case in DETECTORS)
 
 
 @ONLY_ONCE
@@ -209,7 +217,7 @@ def test_jax_data_parallel_on_8_devices_equals_one_device():
                           {"XLA_FLAGS": "--xla_force_host_platform_device_count=8", "JAX_PLATFORMS": "cpu"})
     _assert_same_step(results)
     # DETR matches inside the sharded jit (keras.ops solver), with no host callback pinned to one device.
-    assert results["detr"]["host_matching_calls"] == 0
+    assert all(results[case]["host_matching_calls"] == 0 for case in DETECTORS)
 
 
 if __name__ == "__main__":
