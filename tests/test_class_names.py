@@ -154,7 +154,7 @@ def test_detr_keeps_names_through_keras_file_and_predict(tiny_detr, tmp_path, mo
     out = capsys.readouterr().out
     assert any(f"{name} (" in out for name in NAMES) and "class " not in out, out
     # The training CLI's detector keeps the shapes' names.
-    args = type("Args", (), dict(queries=3, weights=None, dropout=0.0))()
+    args = type("Args", (), dict(model="custom-detr", queries=3, weights=None, dropout=0.0))()
     config = dict(hidden_dim=16, depth=1, num_heads=2, mlp_dim=32)
     assert build_detector(args, config, 32, SHAPES_CLASS_NAMES).class_names == SHAPES_CLASS_NAMES
 
