@@ -32,7 +32,6 @@ from keras import ops
 from keras_vit.layers.denoising import Denoising, DenoisingQueries
 from keras_vit.layers.preprocessing import IMAGENET_MEAN, IMAGENET_STD, ImageNormalization
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
-from keras_vit.models.builder_args import check_input_shape, classes_alias
 from keras_vit.models.conditional_detr.conditional_detr_layers import (
     ConditionalDETRDecoderLayer,
     MLPHead,
@@ -53,11 +52,11 @@ from keras_vit.models.detr.detr_model import (
     DENOISING_TARGETS,
     DETRBackbone,
     DETRModel,
-    _make_backbone,
     _mlp_dim,
+    assemble_detector,
     check_class_names,
+    named_detector_builder,
 )
-from keras_vit.weights.loader import load_weights, resolve_weights
 
 # The reference initializes the class bias to the log-odds of a 1% prior (focal loss) and the
 # box head's last layer to zero, so that the first boxes sit on the reference points.
@@ -395,77 +394,19 @@ def ConditionalDETR(
     >>> shapes["logits"], shapes["pred_boxes"]
     ((1, 4, 3), (1, 4, 4))
     """
-    input_shape = tuple(input_shape)
-    check_input_shape(input_shape, name, fixed_size=False)
-    weights_path = None if weights is None else resolve_weights(weights, "conditional_detr")[0]
-    feature_extractor = _make_backbone(backbone, dilation, input_shape, dtype)
-    model = ConditionalDETRModel(
-        feature_extractor,
-        num_classes=num_classes,
-        num_queries=num_queries,
-        hidden_dim=hidden_dim,
-        num_encoder_layers=num_encoder_layers,
-        num_decoder_layers=num_decoder_layers,
-        num_heads=num_heads,
-        mlp_dim=mlp_dim,
-        dropout=dropout,
-        auxiliary_outputs=auxiliary_outputs,
-        include_preprocessing=include_preprocessing,
-        loss_config=loss_config,
-        class_names=class_names,
-        denoising=denoising,
-        dtype=dtype,
-        name=name,
+    return assemble_detector(
+        ConditionalDETRModel, "conditional_detr", convert_conditional_detr, backbone, dilation=dilation,
+        input_shape=input_shape, weights=weights, dtype=dtype, name=name, num_classes=num_classes,
+        num_queries=num_queries, hidden_dim=hidden_dim, num_encoder_layers=num_encoder_layers,
+        num_decoder_layers=num_decoder_layers, num_heads=num_heads, mlp_dim=mlp_dim, dropout=dropout,
+        auxiliary_outputs=auxiliary_outputs, include_preprocessing=include_preprocessing,
+        loss_config=loss_config, class_names=class_names, denoising=denoising,
     )
-    model.build((None,) + input_shape)
-    if weights_path is not None:
-        load_weights(model, weights_path, convert_conditional_detr, "conditional_detr", allow_head_reset=True)
-    return model
 
 
 def _builder(variant):
     label = {"resnet50": "ConditionalDETRResNet50", "resnet101": "ConditionalDETRResNet101"}[variant]
-
-    def build(
-        num_classes=91,
-        num_queries=300,
-        weights=None,
-        dilation=False,
-        input_shape=(None, None, 3),
-        include_preprocessing=False,
-        auxiliary_outputs=True,
-        dropout=0.1,
-        name=None,
-        classes=None,
-        **kwargs,
-    ):
-        num_classes = classes_alias(num_classes, classes, label, default=91)
-        if input_shape is None:  # keras.applications' word for the canonical size: any size, here
-            input_shape = (None, None, 3)
-        if weights == "coco":
-            key = (variant, bool(dilation))
-            if key not in DEFAULT_WEIGHTS:
-                raise ValueError(
-                    f"No published COCO checkpoint of {label}(dilation={bool(dilation)}) is known; "
-                    f"the known ones: {sorted(DEFAULT_WEIGHTS.values())}. Pass a checkpoint file instead."
-                )
-            weights = DEFAULT_WEIGHTS[key]
-        suffix = "_dc5" if dilation else ""
-        return ConditionalDETR(
-            variant,
-            num_classes=num_classes,
-            num_queries=num_queries,
-            weights=weights,
-            dilation=dilation,
-            input_shape=input_shape,
-            include_preprocessing=include_preprocessing,
-            auxiliary_outputs=auxiliary_outputs,
-            dropout=dropout,
-            name=name or f"conditional_detr_{variant}{suffix}",
-            **kwargs,
-        )
-
-    build.__name__ = build.__qualname__ = label
+    build = named_detector_builder(ConditionalDETR, label, variant, DEFAULT_WEIGHTS, 300, "conditional_detr")
     build.__doc__ = f"""Conditional DETR with a {variant} backbone (d 256, 6 + 6 layers, 8 heads, MLP 2048,
     300 queries, 91 classes by default).
 

@@ -729,38 +729,58 @@ def DETR(
     """
     # Called here, not in a helper, so that the DeprecationWarning points at the caller's line.
     mlp_dim = _mlp_dim(take_renamed_arguments({"mlp_dim": mlp_dim, **deprecated}, RENAMED_ARGUMENTS, "DETR"), "DETR")
+    return assemble_detector(
+        DETRModel, "detr", convert_detr, backbone, dilation=dilation, input_shape=input_shape, weights=weights,
+        dtype=dtype, name=name, num_classes=num_classes, num_queries=num_queries, hidden_dim=hidden_dim,
+        num_encoder_layers=num_encoder_layers, num_decoder_layers=num_decoder_layers, num_heads=num_heads,
+        mlp_dim=mlp_dim, dropout=dropout, auxiliary_outputs=auxiliary_outputs,
+        include_preprocessing=include_preprocessing, loss_config=loss_config, class_names=class_names,
+        denoising=denoising,
+    )
+
+
+def assemble_detector(model_class, family, converter, backbone, *, dilation, input_shape, weights, dtype, name,
+                      **model_arguments):
+    """Builds `model_class` (DETRModel or a subclass) on `backbone` for `input_shape`, then loads
+    `weights` (a file or a published name of `family`) with `converter`; the generic constructors
+    `DETR` and `ConditionalDETR` share it.
+
+    Example:
+    >>> import keras
+    >>> cnn = keras.Sequential([keras.Input((None, None, 3)), keras.layers.Conv2D(16, 8, strides=8)])
+    >>> model = assemble_detector(DETRModel, "detr", None, cnn, dilation=False, input_shape=(32, 32, 3),
+    ...                           weights=None, dtype=None, name="tiny", num_classes=3, num_queries=2,
+    ...                           hidden_dim=16, num_encoder_layers=1, num_decoder_layers=1, num_heads=2,
+    ...                           mlp_dim=32)
+    >>> model.compute_output_shape((1, 32, 32, 3))["logits"]
+    (1, 2, 4)
+    """
     input_shape = tuple(input_shape)
     check_input_shape(input_shape, name, fixed_size=False)
-    weights_path = None if weights is None else resolve_weights(weights, "detr")[0]
+    # Resolved before anything is built, so that an unknown name fails fast.
+    weights_path = None if weights is None else resolve_weights(weights, family)[0]
     feature_extractor = _make_backbone(backbone, dilation, input_shape, dtype)
-    model = DETRModel(
-        feature_extractor,
-        num_classes=num_classes,
-        num_queries=num_queries,
-        hidden_dim=hidden_dim,
-        num_encoder_layers=num_encoder_layers,
-        num_decoder_layers=num_decoder_layers,
-        num_heads=num_heads,
-        mlp_dim=mlp_dim,
-        dropout=dropout,
-        auxiliary_outputs=auxiliary_outputs,
-        include_preprocessing=include_preprocessing,
-        loss_config=loss_config,
-        class_names=class_names,
-        denoising=denoising,
-        dtype=dtype,
-        name=name,
-    )
+    model = model_class(feature_extractor, dtype=dtype, name=name, **model_arguments)
     model.build((None,) + input_shape)
     if weights_path is not None:
-        load_weights(model, weights_path, convert_detr, "detr", allow_head_reset=True)
+        load_weights(model, weights_path, converter, family, allow_head_reset=True)
     return model
 
 
-def _builder(variant):
+def named_detector_builder(constructor, label, variant, default_weights, num_queries, name_prefix):
+    """The named builder `label` (e.g. DETRResNet50) of `constructor` with a `variant` ResNet:
+    keras.applications' conventions (`classes`, `input_shape=None`), `weights="coco"` looked up in
+    `default_weights` by (variant, dilation); the caller sets the returned function's docstring.
+
+    Example:
+    >>> build = named_detector_builder(DETR, "DETRResNet50", "resnet50", {}, 100, "detr")
+    >>> build.__name__
+    'DETRResNet50'
+    """
+
     def build(
         num_classes=91,
-        num_queries=100,
+        num_queries=num_queries,
         weights=None,
         dilation=False,
         input_shape=(None, None, 3),
@@ -775,9 +795,15 @@ def _builder(variant):
         if input_shape is None:  # keras.applications' word for the canonical size: any size, here
             input_shape = (None, None, 3)
         if weights == "coco":
-            weights = DEFAULT_WEIGHTS[(variant, bool(dilation))]
+            key = (variant, bool(dilation))
+            if key not in default_weights:
+                raise ValueError(
+                    f"No published COCO checkpoint of {label}(dilation={bool(dilation)}) is known; "
+                    f"the known ones: {sorted(default_weights.values())}. Pass a checkpoint file instead."
+                )
+            weights = default_weights[key]
         suffix = "_dc5" if dilation else ""
-        return DETR(
+        return constructor(
             variant,
             num_classes=num_classes,
             num_queries=num_queries,
@@ -787,12 +813,17 @@ def _builder(variant):
             include_preprocessing=include_preprocessing,
             auxiliary_outputs=auxiliary_outputs,
             dropout=dropout,
-            name=name or f"detr_{variant}{suffix}",
+            name=name or f"{name_prefix}_{variant}{suffix}",
             **kwargs,
         )
 
-    label = {"resnet50": "DETRResNet50", "resnet101": "DETRResNet101"}[variant]
     build.__name__ = build.__qualname__ = label
+    return build
+
+
+def _builder(variant):
+    label = {"resnet50": "DETRResNet50", "resnet101": "DETRResNet101"}[variant]
+    build = named_detector_builder(DETR, label, variant, DEFAULT_WEIGHTS, 100, "detr")
     build.__doc__ = f"""DETR with a {variant} backbone (d 256, 6 + 6 layers, 8 heads, MLP 2048, 100 queries).
 
     `dilation=True` is the DC5 variant. `weights="coco"` loads transformers'
