@@ -209,6 +209,11 @@ def test_conditional_detr_decodes_and_predicts_with_its_own_post_processing(tiny
     assert [name for name, _, _ in printed] == [NAMES[i] for i in expected["labels"]]
     np.testing.assert_allclose([s for _, s, _ in printed], expected["scores"], atol=5e-4)
     np.testing.assert_allclose([b for _, _, b in printed], expected["boxes"], atol=0.51)
+    # `--draw DIR`: the same detections drawn over the photo, one PNG per image.
+    assert main(["predict", "cdetr.keras", "photo.png", "--threshold", "0.5", "--draw", "drawn"]) == 0
+    assert "drawn: drawn/photo.detections.png" in capsys.readouterr().out
+    with Image.open("drawn/photo.detections.png") as picture:
+        assert picture.format == "PNG" and picture.size[0] >= 400
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",

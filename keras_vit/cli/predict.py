@@ -1,7 +1,8 @@
 """`keras-vit predict`: run a .keras, SavedModel or .tflite file on images; print the top classes
-(or, for DETR, the boxes), named.
+(or, for a detector, the boxes), named; `--draw DIR` also draws a detector's boxes on each image.
 
     keras-vit predict saved_models/vit_custom_digits.tflite digit.png --top-k 3
+    keras-vit predict saved_models/detr_custom_shapes.tflite shapes.png --draw pictures/
 
 Class names come from `--labels`, else from the model: a .keras file that keeps them
 (`keras_vit.with_class_names`, as `keras-vit train` saves), the labels file next to a .tflite file or
@@ -44,7 +45,10 @@ def add_parser(subparsers):
                              "with --crop-mode center, as the published 224 checkpoints; 1.0 otherwise)")
     parser.add_argument("--normalize", choices=tuple(NORMALIZATIONS), default="none",
                         help="normalization to apply first, for models that do not include preprocessing")
-    parser.add_argument("--threshold", type=float, default=0.5, help="DETR: smallest score of a printed box")
+    parser.add_argument("--threshold", type=float, default=0.5, help="detectors: smallest score of a printed box")
+    parser.add_argument("--draw", default=None, metavar="DIR",
+                        help="detectors: also draw each image's boxes and class names over it, as "
+                             "DIR/<image name>.detections.png")
     parser.add_argument("--scores", choices=("softmax", "sigmoid"), default=None,
                         help="detectors: how the logits are scored, softmax with a last no-object column (DETR) or "
                              "one sigmoid per class (Conditional DETR); default: the model's, or what the export "
@@ -129,11 +133,9 @@ def _class_names(args, predictor, num_classes):
 
 
 def run(args):
-    """Runs `keras-vit predict`: prints the top classes (or DETR's boxes) for each image, named."""
+    """Runs `keras-vit predict`: prints the top classes (or a detector's boxes) for each image, named."""
     import numpy as np
     from scipy.special import softmax
-
-    from keras_vit.models.detr.box_ops import box_cxcywh_to_xyxy
 
     if not os.path.exists(args.model):
         raise FileNotFoundError(f"{args.model}: no such model file or directory.")
@@ -152,27 +154,7 @@ def run(args):
     outputs = predictor.run(images)
 
     if "pred_boxes" in outputs and "logits" in outputs:
-        scores = _detection_scores(args, predictor)
-        if scores == "sigmoid":  # Conditional DETR: one sigmoid per class, the best query-class pairs
-            return _print_ranked_detections(args, predictor, outputs, sizes)
-        # DETR: per query, softmax over the classes + "no object"
-        labels = _class_names(args, predictor, outputs["logits"].shape[-1] - 1)
-        probs = softmax(outputs["logits"], axis=-1)[..., :-1]
-        for path, size, p, boxes in zip(args.images, sizes, probs, outputs["pred_boxes"]):
-            print(f"{path}:")
-            scores, classes = p.max(-1), p.argmax(-1)
-            keep = np.argsort(-scores)
-            shown = 0
-            for q in keep:
-                if scores[q] < args.threshold:
-                    break
-                # Normalized (cx, cy, w, h) to corners in pixels; `size` is PIL's (width, height).
-                x0, y0, x1, y1 = box_cxcywh_to_xyxy(np.asarray(boxes[q], "float64")) * np.tile(size, 2)
-                print(f"  {_label(labels, int(classes[q]))}  score {scores[q]:.3f}  box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
-                shown += 1
-            if not shown:
-                print(f"  no box with score >= {args.threshold}")
-        return 0
+        return _report_detections(args, predictor, outputs, sizes)
     logits = outputs["output_0"] if "output_0" in outputs else next(iter(outputs.values()))
     labels = _class_names(args, predictor, logits.shape[-1])
     is_probability = np.all(logits >= 0) and np.allclose(logits.sum(-1), 1.0, atol=1e-3)
@@ -194,22 +176,46 @@ def _detection_scores(args, predictor):
     return (predictor.detection_info or {}).get("scores", "softmax")
 
 
-def _print_ranked_detections(args, predictor, outputs, sizes):
-    """Prints the detections of a sigmoid-scored detector: the model's own `post_process_detections`
-    for a .keras file, Conditional DETR's post-processing for an export."""
+def _report_detections(args, predictor, outputs, sizes):
+    """Prints each image's boxes (pixels of the original image), named and scored as the detector
+    scores them, best first; with `--draw DIR`, also draws them over the image as a PNG."""
+    import numpy as np
+
     from keras_vit.labels import _post_processor
 
-    labels = _class_names(args, predictor, outputs["logits"].shape[-1])
-    post_process = _post_processor("sigmoid", predictor.model)
+    scores = _detection_scores(args, predictor)
+    # softmax (DETR): classes + a last "no object" column; sigmoid (Conditional DETR): one per class.
+    num_classes = outputs["logits"].shape[-1] - (1 if scores == "softmax" else 0)
+    labels = _class_names(args, predictor, num_classes)
+    post_process = _post_processor(scores, predictor.model)
     # `sizes` are PIL's (width, height); post-processing takes (height, width).
     detections = post_process(outputs, [(h, w) for w, h in sizes], threshold=args.threshold)
     for path, found in zip(args.images, detections):
         print(f"{path}:")
-        for (x0, y0, x1, y1), score, label in zip(found["boxes"], found["scores"], found["labels"]):
-            print(f"  {_label(labels, int(label))}  score {score:.3f}  box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
-        if not len(found["scores"]):
+        order = np.argsort(-np.asarray(found["scores"], "float64"), kind="stable")
+        for i in order:
+            x0, y0, x1, y1 = (float(v) for v in found["boxes"][i])
+            label = int(found["labels"][i])
+            print(f"  {_label(labels, label)}  score {float(found['scores'][i]):.3f}  "
+                  f"box [{x0:.0f}, {y0:.0f}, {x1:.0f}, {y1:.0f}]")
+        if not len(order):
             print(f"  no box with score >= {args.threshold}")
+        if args.draw:
+            print(f"  drawn: {_draw_detections(args.draw, path, found, labels)}")
     return 0
+
+
+def _draw_detections(folder, image_path, found, labels):
+    """Saves `found` drawn over the image at `image_path` as `folder/<image name>.detections.png`."""
+    from keras_vit.data.images import _as_rgb_array
+    from keras_vit.viz import plot_detections
+
+    os.makedirs(folder, exist_ok=True)
+    name = os.path.splitext(os.path.basename(image_path))[0]
+    out = os.path.join(folder, f"{name}.detections.png")
+    names = [_label(labels, int(label)) for label in found["labels"]]
+    plot_detections(_as_rgb_array(image_path, image_path), {**found, "names": names}, path=out, title=image_path)
+    return out
 
 
 def _label(labels, index):

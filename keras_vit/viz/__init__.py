@@ -1,5 +1,5 @@
 """Pictures of models and training (matplotlib, PNG): attention over the photo for ViT, DeiT,
-TNT, Swin and DETR, position-embedding similarity, training curves, MAE reconstructions.
+TNT, Swin and DETR, detections drawn on the photo, position-embedding similarity, training curves, MAE reconstructions.
 
 Every `plot_*` function returns a `matplotlib.figure.Figure` (show it in a notebook with
 `display(figure)`) and, with `path=`, also saves it through a temporary file renamed into
@@ -23,6 +23,7 @@ from keras_vit.viz.attention import (
     token_layout,
     window_attention_to_map,
 )
+from keras_vit.viz.detections import plot_detections
 from keras_vit.viz.history import plot_training_curves
 from keras_vit.viz.position_embedding import plot_position_embedding_similarity, position_embedding_similarity
 from keras_vit.viz.reconstruction import plot_mae_reconstruction
