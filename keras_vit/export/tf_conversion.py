@@ -24,7 +24,7 @@ QUANTIZATIONS = (None, "float16", "dynamic", "int8")
 # BATCH_MATMUL of two activations, some ADDs): each such op ran on TFLite's slow reference
 # kernels and cut the graph into a new delegate partition (ViT-Ti/16: 100 partitions). They are
 # also where int8 loses the most: LayerNorm's variance, the softmax, GELU, the attention products
-# and the residual stream's outliers. Measured on ViT-Ti/16 (benchmarks/README_tflite.md).
+# and the residual stream's outliers. Measured on ViT-Ti/16 (README, "TFLite: int8 that XNNPACK runs").
 INT8_FLOAT_OPS = (
     "ADD", "SUB", "MUL", "DIV", "NEG", "MEAN", "SUM", "SQUARED_DIFFERENCE", "RSQRT", "SQRT", "POW",
     "SOFTMAX", "GELU", "TANH", "LOGISTIC", "EXP", "BATCH_MATMUL",
