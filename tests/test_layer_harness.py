@@ -113,7 +113,7 @@ CASES = [
           expected_shape=(2, 3, 8), training=_KEYWORD_INPUTS),
     _case(DETR, "ObjectQueries", dict(num_queries=3, hidden_dim=8), (2, 5, 8), expected_shape=(2, 3, 8)),
     _case(DETR, "BoxHead", dict(hidden_dim=8), (2, 3, 8), expected_shape=(2, 3, 4), expected_dtype="float32"),
-    _case(CDETR, "MLPHead", dict(hidden_dim=8, output_dim=2, num_layers=2), (2, 3, 8), expected_shape=(2, 3, 2)),
+    _case(DETR, "MLPHead", dict(hidden_dim=8, output_dim=2, num_layers=2), (2, 3, 8), expected_shape=(2, 3, 2)),
     _case(CDETR, "PointSineEmbedding", dict(hidden_dim=8), input_data=np.random.default_rng(0).uniform(
           size=(2, 3, 2)).astype("float32"), expected_shape=(2, 3, 8)),
     _case(CDETR, "ConditionalSelfAttention", dict(hidden_dim=8, num_heads=2),

@@ -21,6 +21,7 @@ import numpy as np
 from keras import ops
 
 from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
+from keras_vit.models.detr.detr_layers import MLPHead  # noqa: F401  (one MLP head for both detectors)
 
 
 def inverse_sigmoid(x, eps=1e-5):
@@ -33,70 +34,6 @@ def inverse_sigmoid(x, eps=1e-5):
     """
     x = ops.clip(x, 0.0, 1.0)
     return ops.log(ops.maximum(x, eps) / ops.maximum(1.0 - x, eps))
-
-
-@keras.saving.register_keras_serializable(package="keras_vit")
-class MLPHead(keras.layers.Layer):
-    """A small MLP: `num_layers` Dense layers (`layers_{i}`), ReLU between them, none after the last.
-
-    Conditional DETR's `ref_point_head` (d -> d -> 2), `query_scale` (d -> d -> d) and box
-    head (d -> d -> d -> 4, before the reference offset and the sigmoid). `zero_last_layer`
-    starts the last layer at zero (the box head's initialization in the reference).
-
-    Example:
-    >>> import numpy as np
-    >>> head = MLPHead(hidden_dim=16, output_dim=2, num_layers=2)
-    >>> tuple(head(np.zeros((3, 5, 16), "float32")).shape)
-    (3, 5, 2)
-    """
-
-    def __init__(self, hidden_dim, output_dim, num_layers, zero_last_layer=False, **kwargs):
-        super().__init__(**kwargs)
-        if num_layers < 1:
-            raise ValueError(f"MLPHead needs at least one layer, got num_layers={num_layers}.")
-        self.hidden_dim = int(hidden_dim)
-        self.output_dim = int(output_dim)
-        self.num_layers = int(num_layers)
-        self.zero_last_layer = bool(zero_last_layer)
-        sizes = [self.hidden_dim] * (self.num_layers - 1) + [self.output_dim]
-        self.dense_layers = [
-            keras.layers.Dense(
-                size,
-                kernel_initializer="zeros" if self.zero_last_layer and i == self.num_layers - 1 else "glorot_uniform",
-                dtype=self.dtype_policy,
-                name=f"layers_{i}",
-            )
-            for i, size in enumerate(sizes)
-        ]
-
-    def build(self, input_shape):
-        shape = tuple(input_shape)
-        for layer in self.dense_layers:
-            layer.build(shape)
-            shape = shape[:-1] + (layer.units,)
-        self.built = True
-
-    def call(self, x):
-        for i, layer in enumerate(self.dense_layers):
-            x = layer(x)
-            if i < self.num_layers - 1:
-                x = ops.relu(x)
-        return x
-
-    def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (self.output_dim,)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update(
-            {
-                "hidden_dim": self.hidden_dim,
-                "output_dim": self.output_dim,
-                "num_layers": self.num_layers,
-                "zero_last_layer": self.zero_last_layer,
-            }
-        )
-        return config
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")

@@ -420,27 +420,38 @@ class ObjectQueries(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
-class BoxHead(keras.layers.Layer):
-    """DETR's box MLP: Dense(d) -> ReLU -> Dense(d) -> ReLU -> Dense(4) -> sigmoid.
+class MLPHead(keras.layers.Layer):
+    """A small MLP: `num_layers` Dense layers (`layers_{i}`), ReLU between them, none after the last.
 
-    Gives normalized (cx, cy, w, h) boxes for each decoder output, of any rank.
-    Sublayers `layers_0`, `layers_1`, `layers_2` (`bbox_embed.layers.{i}` in the
-    checkpoints).
+    DETR's box head (`BoxHead`, with a sigmoid), Conditional DETR's `ref_point_head`
+    (d -> d -> 2), `query_scale` (d -> d -> d) and box head (d -> d -> d -> 4, before the
+    reference offset and the sigmoid). `zero_last_layer` starts the last layer at zero (that box
+    head's initialization in the reference).
 
     Example:
     >>> import numpy as np
-    >>> boxes = BoxHead(hidden_dim=32)(np.zeros((2, 8, 32), "float32"))
-    >>> tuple(boxes.shape), float(boxes[0, 0, 0])
-    ((2, 8, 4), 0.5)
+    >>> head = MLPHead(hidden_dim=16, output_dim=2, num_layers=2)
+    >>> tuple(head(np.zeros((3, 5, 16), "float32")).shape)
+    (3, 5, 2)
     """
 
-    def __init__(self, hidden_dim, num_layers=3, **kwargs):
+    def __init__(self, hidden_dim, output_dim, num_layers, zero_last_layer=False, **kwargs):
         super().__init__(**kwargs)
+        if num_layers < 1:
+            raise ValueError(f"MLPHead needs at least one layer, got num_layers={num_layers}.")
         self.hidden_dim = int(hidden_dim)
+        self.output_dim = int(output_dim)
         self.num_layers = int(num_layers)
-        sizes = [self.hidden_dim] * (self.num_layers - 1) + [4]
+        self.zero_last_layer = bool(zero_last_layer)
+        sizes = [self.hidden_dim] * (self.num_layers - 1) + [self.output_dim]
         self.dense_layers = [
-            keras.layers.Dense(size, dtype=self.dtype_policy, name=f"layers_{i}") for i, size in enumerate(sizes)
+            keras.layers.Dense(
+                size,
+                kernel_initializer="zeros" if self.zero_last_layer and i == self.num_layers - 1 else "glorot_uniform",
+                dtype=self.dtype_policy,
+                name=f"layers_{i}",
+            )
+            for i, size in enumerate(sizes)
         ]
 
     def build(self, input_shape):
@@ -455,10 +466,44 @@ class BoxHead(keras.layers.Layer):
             x = layer(x)
             if i < self.num_layers - 1:
                 x = ops.relu(x)
-        return ops.sigmoid(ops.cast(x, "float32"))
+        return x
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (4,)
+        return tuple(input_shape[:-1]) + (self.output_dim,)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "output_dim": self.output_dim,
+                "num_layers": self.num_layers,
+                "zero_last_layer": self.zero_last_layer,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class BoxHead(MLPHead):
+    """DETR's box MLP: Dense(d) -> ReLU -> Dense(d) -> ReLU -> Dense(4) -> sigmoid.
+
+    Gives normalized (cx, cy, w, h) boxes for each decoder output, of any rank.
+    Sublayers `layers_0`, `layers_1`, `layers_2` (`bbox_embed.layers.{i}` in the
+    checkpoints).
+
+    Example:
+    >>> import numpy as np
+    >>> boxes = BoxHead(hidden_dim=32)(np.zeros((2, 8, 32), "float32"))
+    >>> tuple(boxes.shape), float(boxes[0, 0, 0])
+    ((2, 8, 4), 0.5)
+    """
+
+    def __init__(self, hidden_dim, num_layers=3, **kwargs):
+        super().__init__(hidden_dim, 4, num_layers, **kwargs)
+
+    def call(self, x):
+        return ops.sigmoid(ops.cast(super().call(x), "float32"))
 
     def compute_output_spec(self, inputs):
         # The sigmoid runs in float32 under every policy (boxes feed the float32 losses).
@@ -466,5 +511,5 @@ class BoxHead(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"hidden_dim": self.hidden_dim, "num_layers": self.num_layers})
+        del config["output_dim"], config["zero_last_layer"]  # always 4 and False: saved files keep their keys
         return config
