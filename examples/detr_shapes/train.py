@@ -23,6 +23,8 @@ import numpy as np
 from keras_vit.atomic_files import atomic_open
 from keras_vit.data import SHAPES_CLASS_NAMES, detection_dataset_from_arrays, make_shapes_dataset
 from keras_vit.data import prepare_detection_dataset
+from keras_vit.layers.denoising import Denoising
+from keras_vit.models.conditional_detr.conditional_detr_model import ConditionalDETR
 from keras_vit.models.detr.detr_model import DETR
 from keras_vit.training import AtomicBackupAndRestore, COCOMetricsCallback, detr_optimizer, evaluate_coco
 from keras_vit.training import read_backup_epoch
@@ -43,6 +45,11 @@ def small_cnn(width=64):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=("detr", "conditional-detr"), default="detr",
+                        help="plain DETR (softmax classes, learned queries) or Conditional DETR (sigmoid focal "
+                             "classes, conditional spatial queries); the same backbone and transformer sizes")
+    parser.add_argument("--denoising", action="store_true",
+                        help="add DN-DETR's denoising queries in training (5 groups, label noise 0.2, box noise 0.4)")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--train-images", type=int, default=4096)
     parser.add_argument("--val-images", type=int, default=256)
@@ -78,19 +85,32 @@ def main():
         size, max_boxes=max_objects, batch_size=64, num_classes=num_classes,
     )  # fmt: skip
 
-    model = DETR(
+    detector = {"detr": DETR, "conditional-detr": ConditionalDETR}[args.model]
+    model = detector(
         small_cnn(), num_classes=num_classes, num_queries=args.queries, hidden_dim=64,
         num_encoder_layers=2, num_decoder_layers=3, num_heads=4, mlp_dim=256, dropout=0.0,
         include_preprocessing=True, input_shape=(args.image_size, args.image_size, 3),
+        denoising=Denoising(groups=5, label_noise=0.2, box_noise=0.4) if args.denoising else None,
     )  # fmt: skip
-    print(f"DETR: {model.count_params():,} parameters, backend {keras.backend.backend()}")
+    print(f"{detector.__name__}{' + denoising' if args.denoising else ''}: {model.count_params():,} parameters, "
+          f"backend {keras.backend.backend()}")
     optimizer = detr_optimizer(
         model, learning_rate=args.learning_rate, backbone_learning_rate=args.backbone_learning_rate,
         weight_decay=1e-4, clipnorm=0.1,
     )  # fmt: skip
     # The matching runs on the host (scipy): no XLA on TensorFlow.
     model.compile(optimizer=optimizer, jit_compile=keras.backend.backend() == "jax")
-    callbacks = [COCOMetricsCallback(val_ds, frequency=args.eval_every)]
+    # Training time and loss per epoch; the clock stops before the COCO evaluation in the same hook.
+    epoch_log, epoch_start = [], {}
+    clock = keras.callbacks.LambdaCallback(
+        on_epoch_begin=lambda epoch, logs: epoch_start.update(time=time.time()),
+        on_epoch_end=lambda epoch, logs: epoch_log.append({
+            "epoch": epoch + 1, "loss": float(logs["loss"]),
+            "train_minutes": (epoch_log[-1]["train_minutes"] if epoch_log else 0.0)
+            + (time.time() - epoch_start["time"]) / 60}),
+    )  # fmt: skip
+    coco = COCOMetricsCallback(val_ds, frequency=args.eval_every)
+    callbacks = [clock, coco]
     # Backed up after every epoch (atomically); --resume restores the last backup. The data order and flips
     # are not replayed, so a resumed run is close to, not equal to, an uninterrupted one.
     backup_dir = os.path.splitext(args.output)[0] + ".backup" if args.output else "detr_shapes.backup"
@@ -110,7 +130,7 @@ def main():
         with atomic_open(args.output, "w") as f:
             json.dump({"backend": keras.backend.backend(), "train_minutes": train_time / 60,
                        "args": vars(args), "metrics": metrics,
-                       "history": callbacks[0].history}, f, indent=1)  # fmt: skip
+                       "history": coco.history, "epochs": epoch_log}, f, indent=1)  # fmt: skip
 
 
 if __name__ == "__main__":
