@@ -18,9 +18,8 @@ import numpy as np  # noqa: F401  (docstring examples)
 from keras import ops
 
 from keras_vit.models.detr.box_ops import box_cxcywh_to_xyxy, generalized_box_iou
-from keras_vit.training.detr_loss import DETRLoss, sum_over_replicas
-from keras_vit.training.denoising import denoising_loss, has_denoising_outputs
-from keras_vit.training.detr_matcher import HungarianMatcher, safe_labels, safe_target_boxes
+from keras_vit.training.detr_loss import DETRLoss
+from keras_vit.training.detr_matcher import HungarianMatcher
 
 
 def sigmoid_focal_loss(logits, targets, alpha=0.25, gamma=2.0):
@@ -139,66 +138,30 @@ class ConditionalDETRLoss(DETRLoss):
         self.focal_alpha = float(focal_alpha)
         self.focal_gamma = float(focal_gamma)
 
-    def compute(self, y_true, y_pred, solver=None):
-        """The loss dict, traced op by op (what `__call__` runs inside a compiled train step)."""
-        logits, pred_boxes = self._layer_outputs(y_pred)
-        if logits.shape[-1] is not None and logits.shape[-1] != self.num_classes:
+    @property
+    def _num_logits(self):
+        """The width of the model's logits: one sigmoid per class, no no-object class."""
+        return self.num_classes
+
+    def _check_num_logits(self, width):
+        if width is not None and width != self.num_classes:
             raise ValueError(
-                f"The model predicts {logits.shape[-1]} classes but ConditionalDETRLoss(num_classes="
+                f"The model predicts {width} classes but ConditionalDETRLoss(num_classes="
                 f"{self.num_classes}) expects {self.num_classes} sigmoid logits (no 'no object' class). "
                 "A DETR model (softmax, no-object last) trains with DETRLoss."
             )
-        num_layers, num_queries = logits.shape[1], logits.shape[2]
-        valid = ops.cast(y_true["valid"], "float32")
-        labels = ops.cast(y_true["labels"], "int32")
-        raw_boxes = ops.cast(y_true["boxes"], "float32")
-        num_boxes = ops.maximum(sum_over_replicas(ops.sum(valid)), 1.0)
 
-        # Every decoder layer is matched and scored on its own: layers folded into the batch,
-        # image-major, each image's targets repeated once per layer (as DETRLoss).
-        flat = lambda x: ops.reshape(x, (-1,) + tuple(x.shape[2:]))  # noqa: E731
-        logits, pred_boxes = flat(logits), flat(pred_boxes)
-        repeat = lambda x: ops.repeat(x, num_layers, axis=0)  # noqa: E731
-        valid, raw_labels, raw_boxes = repeat(valid), repeat(labels), repeat(raw_boxes)
-        target_boxes = safe_target_boxes(raw_boxes, valid)
-        labels = safe_labels(raw_labels, valid, self.num_classes)
-
-        cost = self.matcher.cost_matrix(logits, pred_boxes, labels, target_boxes)
-        assignment = self.matcher.assign(cost, valid, raw_labels, raw_boxes, solver=solver, rows_per_image=num_layers)
-
-        matched = valid * ops.cast(assignment >= 0, "float32")  # (N, M)
-        query_onehot = ops.one_hot(ops.maximum(assignment, 0), num_queries) * ops.expand_dims(matched, -1)
-        matched_pred = ops.einsum("nmq,nqd->nmd", query_onehot, pred_boxes)  # (N, M, 4)
-        l1 = ops.sum(ops.sum(ops.abs(matched_pred - target_boxes), axis=-1) * matched, axis=-1)
-        giou = generalized_box_iou(box_cxcywh_to_xyxy(matched_pred), box_cxcywh_to_xyxy(target_boxes), pairwise=False)
-        giou = ops.sum((1.0 - giou) * matched, axis=-1)
-
+    def _classification_loss(self, logits, query_onehot, labels, num_boxes, per_layer):
+        """The per-layer (L,) focal term, summed over queries and classes, divided by the target boxes."""
         # One-hot class targets of the matched queries; unmatched queries have all-zero targets.
         target_onehot = ops.einsum("nmq,nmc->nqc", query_onehot, ops.one_hot(labels, self.num_classes))
         focal = sigmoid_focal_loss(logits, target_onehot, self.focal_alpha, self.focal_gamma)
         focal = ops.sum(ops.reshape(focal, (ops.shape(focal)[0], -1)), axis=-1)  # (N,)
+        return per_layer(focal) / num_boxes
 
-        per_layer = lambda x: ops.sum(ops.reshape(x, (-1, num_layers)), axis=0)  # noqa: E731
-        loss_ce = per_layer(focal) / num_boxes
-        loss_bbox = per_layer(l1) / num_boxes
-        loss_giou = per_layer(giou) / num_boxes
-        total = self.ce_weight * loss_ce + self.bbox_weight * loss_bbox + self.giou_weight * loss_giou
-        result = {
-            "loss": ops.sum(total),
-            "loss_ce": loss_ce[-1],
-            "loss_bbox": loss_bbox[-1],
-            "loss_giou": loss_giou[-1],
-        }
-        if has_denoising_outputs(y_pred):
-            denoising = denoising_loss(
-                y_true, y_pred["denoising_logits"], y_pred["denoising_pred_boxes"], self.num_classes,
-                ce_weight=self.ce_weight, bbox_weight=self.bbox_weight, giou_weight=self.giou_weight,
-                classification="focal", focal_alpha=self.focal_alpha, focal_gamma=self.focal_gamma,
-                auxiliary_loss=self.auxiliary_loss, sum_over_replicas=sum_over_replicas,
-            )  # fmt: skip
-            result.update(denoising)
-            result["loss"] = result["loss"] + denoising["loss_dn"]
-        return result
+    def _denoising_options(self):
+        """The classification arguments of `denoising_loss`: the sigmoid focal loss with this loss's alpha, gamma."""
+        return {"classification": "focal", "focal_alpha": self.focal_alpha, "focal_gamma": self.focal_gamma}
 
     def cardinality_error(self, y_true, y_pred):
         """Mean absolute difference between the number of queries with a class above 0.5 and of targets.

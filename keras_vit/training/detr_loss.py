@@ -137,15 +137,12 @@ class DETRLoss:
     def compute(self, y_true, y_pred, solver=None):
         """The loss dict, traced op by op (what `__call__` runs inside a compiled train step).
 
-        `solver` overrides the matcher's solver for this call.
+        `solver` overrides the matcher's solver for this call. The matching, the box terms, the
+        auxiliary layers and the denoising term are shared with the subclasses, which change the
+        classification term only (`_classification_loss`, `_num_logits`, `_denoising_options`).
         """
         logits, pred_boxes = self._layer_outputs(y_pred)
-        expected = self.num_classes + 1
-        if logits.shape[-1] is not None and logits.shape[-1] != expected:
-            raise ValueError(
-                f"The model predicts {logits.shape[-1]} classes but DETRLoss(num_classes={self.num_classes}) "
-                f"expects num_classes + 1 = {expected} (no-object last)."
-            )
+        self._check_num_logits(logits.shape[-1])
         num_layers, num_queries = logits.shape[1], logits.shape[2]
         valid = ops.cast(y_true["valid"], "float32")
         labels = ops.cast(y_true["labels"], "int32")
@@ -159,7 +156,7 @@ class DETRLoss:
         repeat = lambda x: ops.repeat(x, num_layers, axis=0)  # noqa: E731
         valid, raw_labels, raw_boxes = repeat(valid), repeat(labels), repeat(raw_boxes)
         target_boxes = safe_target_boxes(raw_boxes, valid)
-        labels = safe_labels(raw_labels, valid, self.num_classes + 1)
+        labels = safe_labels(raw_labels, valid, self._num_logits)
 
         cost = self.matcher.cost_matrix(logits, pred_boxes, labels, target_boxes)
         assignment = self.matcher.assign(cost, valid, raw_labels, raw_boxes, solver=solver, rows_per_image=num_layers)
@@ -175,18 +172,8 @@ class DETRLoss:
         )
         giou = ops.sum((1.0 - giou) * matched, axis=-1)
 
-        num_logits = self.num_classes + 1
-        is_matched = ops.sum(query_onehot, axis=1)  # (N, Q)
-        target_onehot = ops.einsum("nmq,nmc->nqc", query_onehot, ops.one_hot(labels, num_logits))
-        no_object = ops.one_hot(ops.full(ops.shape(is_matched), self.num_classes, "int32"), num_logits)
-        target_onehot = target_onehot + ops.expand_dims(1.0 - is_matched, -1) * no_object
-        nll = -ops.sum(target_onehot * ops.log_softmax(logits, axis=-1), axis=-1)  # (N, Q)
-        class_weight = is_matched + (1.0 - is_matched) * self.eos_coef
-        ce_numerator = ops.sum(class_weight * nll, axis=-1)
-        ce_denominator = ops.sum(class_weight, axis=-1)
-
         per_layer = lambda x: ops.sum(ops.reshape(x, (-1, num_layers)), axis=0)  # noqa: E731
-        loss_ce = per_layer(ce_numerator) / sum_over_replicas(per_layer(ce_denominator))
+        loss_ce = self._classification_loss(logits, query_onehot, labels, num_boxes, per_layer)
         loss_bbox = per_layer(l1) / num_boxes
         loss_giou = per_layer(giou) / num_boxes
         total = self.ce_weight * loss_ce + self.bbox_weight * loss_bbox + self.giou_weight * loss_giou
@@ -201,10 +188,44 @@ class DETRLoss:
                 y_true, y_pred["denoising_logits"], y_pred["denoising_pred_boxes"], self.num_classes,
                 ce_weight=self.ce_weight, bbox_weight=self.bbox_weight, giou_weight=self.giou_weight,
                 auxiliary_loss=self.auxiliary_loss, sum_over_replicas=sum_over_replicas,
+                **self._denoising_options(),
             )  # fmt: skip
             result.update(denoising)
             result["loss"] = result["loss"] + denoising["loss_dn"]
         return result
+
+    @property
+    def _num_logits(self):
+        """The width of the model's logits: the classes and the no-object class, last."""
+        return self.num_classes + 1
+
+    def _check_num_logits(self, width):
+        if width is not None and width != self._num_logits:
+            raise ValueError(
+                f"The model predicts {width} classes but DETRLoss(num_classes={self.num_classes}) "
+                f"expects num_classes + 1 = {self._num_logits} (no-object last)."
+            )
+
+    def _classification_loss(self, logits, query_onehot, labels, num_boxes, per_layer):
+        """The per-layer (L,) classification term: cross-entropy, a weighted mean over all queries.
+
+        logits (N, Q, C + 1) with N = B * L (image-major); query_onehot (N, M, Q) the matched query
+        of each target (zero rows for unmatched targets); labels (N, M) the safe target labels.
+        """
+        num_logits = self._num_logits
+        is_matched = ops.sum(query_onehot, axis=1)  # (N, Q)
+        target_onehot = ops.einsum("nmq,nmc->nqc", query_onehot, ops.one_hot(labels, num_logits))
+        no_object = ops.one_hot(ops.full(ops.shape(is_matched), self.num_classes, "int32"), num_logits)
+        target_onehot = target_onehot + ops.expand_dims(1.0 - is_matched, -1) * no_object
+        nll = -ops.sum(target_onehot * ops.log_softmax(logits, axis=-1), axis=-1)  # (N, Q)
+        class_weight = is_matched + (1.0 - is_matched) * self.eos_coef
+        ce_numerator = ops.sum(class_weight * nll, axis=-1)
+        ce_denominator = ops.sum(class_weight, axis=-1)
+        return per_layer(ce_numerator) / sum_over_replicas(per_layer(ce_denominator))
+
+    def _denoising_options(self):
+        """The classification arguments of `denoising_loss` (softmax cross-entropy here)."""
+        return {}
 
     def cardinality_error(self, y_true, y_pred):
         """Mean absolute difference between the number of non-no-object predictions and of targets.
