@@ -308,6 +308,28 @@ def test_bad_inputs_raise_clear_errors(model, reference):
         small.fit(x, y, epochs=1, verbose=0)
 
 
+def test_ffn_dim_is_mlp_dim_as_in_detr():
+    """One vocabulary with DETR: `ffn_dim` works with the same DeprecationWarning; both at once is DETR's error."""
+    import warnings
+
+    old_name = {key: value for key, value in SMALL.items() if key != "mlp_dim"}
+    with pytest.warns(DeprecationWarning, match="ConditionalDETR: `ffn_dim` is now called `mlp_dim`"):
+        model = keras_vit.ConditionalDETR(patchify_cnn(), **old_name, ffn_dim=48)
+    assert model.mlp_dim == 48 and model.get_layer("decoder_0").linear1.units == 48
+    with pytest.warns(DeprecationWarning, match="`ffn_dim` is now called `mlp_dim`"):
+        assert keras_vit.ConditionalDETRModel(patchify_cnn(), **old_name, ffn_dim=40).mlp_dim == 40
+    with pytest.raises(TypeError, match="ConditionalDETR: pass `mlp_dim` only; `ffn_dim` is its old name"):
+        keras_vit.ConditionalDETR(patchify_cnn(), **{**SMALL, "ffn_dim": 48})
+    with pytest.raises(TypeError, match="ConditionalDETR\\(\\) got an unexpected keyword argument 'mlp_width'"):
+        keras_vit.ConditionalDETR(patchify_cnn(), **SMALL, mlp_width=48)
+    # A configuration that names it ffn_dim loads without a warning, as DETRModel's do.
+    config = model.get_config()
+    config["ffn_dim"] = config.pop("mlp_dim")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert keras_vit.ConditionalDETRModel.from_config(config).mlp_dim == 48
+
+
 def test_post_processing_ranks_query_class_pairs_as_transformers(reference):
     transformers = pytest.importorskip("transformers")
     torch = pytest.importorskip("torch")

@@ -358,6 +358,7 @@ def ConditionalDETR(
     denoising=None,
     dtype=None,
     name="conditional_detr",
+    **deprecated,
 ):
     """A Conditional DETR detector (`ConditionalDETRModel`) with every hyper-parameter.
 
@@ -368,7 +369,8 @@ def ConditionalDETR(
         num_classes: object classes, one sigmoid logit each (no "no object" class). COCO
             checkpoints use 91.
         num_queries (300 as the reference), hidden_dim, num_encoder_layers, num_decoder_layers,
-            num_heads, mlp_dim (feed-forward width, 2048 by default), dropout: the transformer.
+            num_heads, mlp_dim (feed-forward width, 2048 by default; formerly `ffn_dim`, which still
+            works with a DeprecationWarning, as in `DETR`), dropout: the transformer.
         dilation: DC5 (ResNet backbones): stride 16 with a dilated last stage.
         auxiliary_outputs: also return every earlier decoder layer's predictions
             (`aux_logits`, `aux_pred_boxes`), for the auxiliary losses.
@@ -394,6 +396,11 @@ def ConditionalDETR(
     >>> shapes["logits"], shapes["pred_boxes"]
     ((1, 4, 3), (1, 4, 4))
     """
+    # Called here, not in a helper, so that the DeprecationWarning points at the caller's line.
+    mlp_dim = _mlp_dim(
+        take_renamed_arguments({"mlp_dim": mlp_dim, **deprecated}, RENAMED_ARGUMENTS, "ConditionalDETR"),
+        "ConditionalDETR",
+    )
     return assemble_detector(
         ConditionalDETRModel, "conditional_detr", convert_conditional_detr, backbone, dilation=dilation,
         input_shape=input_shape, weights=weights, dtype=dtype, name=name, num_classes=num_classes,
