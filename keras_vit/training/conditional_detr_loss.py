@@ -174,13 +174,6 @@ class ConditionalDETRLoss(DETRLoss):
         return ops.mean(ops.abs(predicted - actual))
 
     def get_config(self):
-        return {
-            "num_classes": self.num_classes,
-            "matcher": keras.saving.serialize_keras_object(self.matcher),
-            "focal_alpha": self.focal_alpha,
-            "focal_gamma": self.focal_gamma,
-            "ce_weight": self.ce_weight,
-            "bbox_weight": self.bbox_weight,
-            "giou_weight": self.giou_weight,
-            "auxiliary_loss": self.auxiliary_loss,
-        }
+        config = super().get_config()
+        del config["eos_coef"]  # no no-object class to weigh
+        return {**config, "focal_alpha": self.focal_alpha, "focal_gamma": self.focal_gamma}
