@@ -218,25 +218,49 @@ def test_conditional_detr_decodes_and_predicts_with_its_own_post_processing(tiny
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
                     reason="one export check, on TensorFlow (export from every backend is DETR's)")
-def test_exported_conditional_detr_predicts_the_keras_models_detections(tiny_conditional_detr, tmp_path,
-                                                                       monkeypatch, capsys):
+def test_exported_conditional_detr_predicts_and_draws_the_keras_models_detections(tiny_conditional_detr, tmp_path,
+                                                                                 monkeypatch, capsys):
+    """TFLite file and SavedModel directory: each carries detection.json (sigmoid scores) and the names,
+    and `keras-vit predict --draw` on it prints the Keras model's detections and draws them as a PNG."""
     import json
 
+    from keras_vit.export import ExportJob, export_many
     from keras_vit.labels import detection_info_path
 
     monkeypatch.chdir(tmp_path)
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (40, 50, 3), dtype="uint8")).save("photo.png")
-    keras_vit.export_tflite(tiny_conditional_detr, str(tmp_path / "cdetr.tflite"))
-    assert json.load(open(detection_info_path("cdetr.tflite"))) == {"scores": "sigmoid", "num_classes": 3}
-    assert read_labels_file(labels_path("cdetr.tflite")) == NAMES
+    exports = ("cdetr.tflite", "cdetr_saved_model")
+    export_many([ExportJob(tiny_conditional_detr, "tflite", "cdetr.tflite"),
+                 ExportJob(tiny_conditional_detr, "saved_model", "cdetr_saved_model")], num_samples=1)
+    assert detection_info_path("cdetr_saved_model") == os.path.join("cdetr_saved_model", "detection.json")
+    for path in exports:
+        assert json.load(open(detection_info_path(path))) == {"scores": "sigmoid", "num_classes": 3}
+        assert read_labels_file(labels_path(path)) == NAMES
     tiny_conditional_detr.save("cdetr.keras")
-    printed = {}
-    for path in ("cdetr.keras", "cdetr.tflite"):
-        assert main(["predict", path, "photo.png", "--threshold", "0"]) == 0
-        printed[path] = _printed_detections(capsys.readouterr().out)
-    assert len(printed["cdetr.tflite"]) == 12
-    keras_found, tflite_found = (sorted(printed[p], key=lambda d: (d[0], d[2])) for p in printed)
-    assert [(n, b) for n, _, b in keras_found] == [(n, b) for n, _, b in tflite_found] or np.allclose(
-        [b for _, _, b in keras_found], [b for _, _, b in tflite_found], atol=1)
-    assert [n for n, _, _ in keras_found] == [n for n, _, _ in tflite_found]
-    np.testing.assert_allclose([s for _, s, _ in keras_found], [s for _, s, _ in tflite_found], atol=2e-3)
+    printed, drawn = {}, {}
+    for path in ("cdetr.keras", *exports):
+        folder = f"drawn_{os.path.splitext(path)[0]}"
+        assert main(["predict", path, "photo.png", "--threshold", "0", "--draw", folder]) == 0
+        out = capsys.readouterr().out
+        printed[path] = _printed_detections(out)
+        drawn[path] = os.path.join(folder, "photo.detections.png")
+        assert f"drawn: {drawn[path]}" in out
+    keras_found = sorted(printed["cdetr.keras"], key=lambda d: (d[0], d[2]))
+    for path in exports:
+        assert len(printed[path]) == 12, path  # 4 queries x 3 sigmoid classes: scored as sigmoids, not softmax
+        found = sorted(printed[path], key=lambda d: (d[0], d[2]))
+        assert [(n, b) for n, _, b in keras_found] == [(n, b) for n, _, b in found] or np.allclose(
+            [b for _, _, b in keras_found], [b for _, _, b in found], atol=1)
+        assert [n for n, _, _ in keras_found] == [n for n, _, _ in found]
+        np.testing.assert_allclose([s for _, s, _ in keras_found], [s for _, s, _ in found], atol=2e-3)
+    # The same picture with no box (no sigmoid score reaches 1): the drawn PNGs differ from it by their boxes.
+    assert main(["predict", "cdetr.tflite", "photo.png", "--threshold", "1", "--draw", "undrawn"]) == 0
+    assert "no box with score >= 1" in capsys.readouterr().out
+    with Image.open(os.path.join("undrawn", "photo.detections.png")) as picture:
+        undrawn = np.asarray(picture.convert("RGB"), "int16")
+    for path in exports:
+        with Image.open(drawn[path]) as picture:
+            assert picture.format == "PNG"
+            pixels = np.asarray(picture.convert("RGB"), "int16")
+        assert pixels.shape == undrawn.shape, path
+        assert np.mean(np.any(pixels != undrawn, axis=-1)) > 0.001, f"{path}: no box drawn"
