@@ -211,6 +211,62 @@ def test_original_repository_and_transformers4_layouts_load_strictly(model, refe
             variable.assign(expected)
 
 
+def test_original_release_file_loads_into_a_dc5_model_through_weights(model, reference, tmp_path):
+    """The release files are `{"model": state_dict, ...}` torch files; DC5 (dilation) changes no weight."""
+    torch = pytest.importorskip("torch", reason="writing a .pth checkpoint needs torch")
+    original = to_original_layout(reference["tensors"])
+    path = str(tmp_path / "ConditionalDETR_tiny_dc5_epoch50.pth")
+    torch.save({"model": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in original.items()}, "epoch": 49},
+               path)
+    dilated = ResNet(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, dilation=True, name="tiny_resnet")
+    assert dilated.compute_output_shape((1, 64, 96, 3)) == (1, 4, 6, 128)  # stride 16: DC5
+    dc5 = keras_vit.ConditionalDETR(dilated, **TINY, weights=path, name="tiny_conditional_detr_dc5")
+    expected = [v for v in model.weights if "seed_generator" not in v.path]
+    loaded = [v for v in dc5.weights if "seed_generator" not in v.path]
+    assert len(loaded) == len(expected)
+    for want, got in zip(expected, loaded):
+        np.testing.assert_array_equal(to_numpy(got), to_numpy(want), err_msg=got.path)
+
+
+ORIGINAL_RELEASE = "https://github.com/DeppMeng/ConditionalDETR/releases/download/v1.0/"
+
+
+def test_original_repository_checkpoints_are_published_with_their_release_urls():
+    names = keras_vit.weights.published_names("conditional_detr")
+    assert "microsoft/conditional-detr-resnet-50" in names
+    for variant in ("r50", "r50dc5", "r101", "r101dc5"):
+        name = f"ConditionalDETR_{variant}_epoch50"
+        assert name in names
+        entry = keras_vit.weights.PUBLISHED_WEIGHTS[name]
+        assert entry["url"] == f"{ORIGINAL_RELEASE}{name}.pth" and entry["filename"] == f"{name}.pth"
+        assert "repo_id" not in entry  # a release file, downloaded from its URL into cache_dir()
+        assert entry["num_classes"] == 91
+        assert entry["mean"] == (0.485, 0.456, 0.406) and entry["std"] == (0.229, 0.224, 0.225)
+
+
+def test_coco_names_the_checkpoint_of_the_backbone_and_dilation(monkeypatch):
+    """Weights are resolved before anything is built: a stand-in download tells which file was asked for."""
+    import keras_vit.weights.loader
+
+    class Asked(Exception):
+        pass
+
+    def fetch(name):
+        raise Asked(name)
+
+    monkeypatch.setattr(keras_vit.weights.loader, "fetch_published", fetch)
+    expected = {
+        (keras_vit.ConditionalDETRResNet50, False): "microsoft/conditional-detr-resnet-50",
+        (keras_vit.ConditionalDETRResNet50, True): "ConditionalDETR_r50dc5_epoch50",
+        (keras_vit.ConditionalDETRResNet101, False): "ConditionalDETR_r101_epoch50",
+        (keras_vit.ConditionalDETRResNet101, True): "ConditionalDETR_r101dc5_epoch50",
+    }
+    for (builder, dilation), name in expected.items():
+        with pytest.raises(Asked) as asked:
+            builder(weights="coco", dilation=dilation)
+        assert asked.value.args == (name,), (builder.__name__, dilation)
+
+
 def test_missing_or_extra_keys_name_them(model, reference):
     tensors = dict(reference["tensors"])
     del tensors["model.decoder.ref_point_head.layers.1.bias"]
@@ -290,8 +346,8 @@ def test_bad_inputs_raise_clear_errors(model, reference):
         keras_vit.ConditionalDETR(patchify_cnn(), **{**SMALL, "hidden_dim": 30, "num_heads": 3})
     with pytest.raises(ValueError, match="pixel_mask has shape"):
         model({"images": np.zeros((1, 32, 32, 3), "float32"), "pixel_mask": np.ones((1, 32, 16), "float32")})
-    with pytest.raises(ValueError, match="No published COCO checkpoint"):
-        keras_vit.ConditionalDETRResNet101(weights="coco")
+    with pytest.raises(ValueError, match="for a detr model, not conditional_detr"):  # before anything is built
+        keras_vit.ConditionalDETRResNet101(weights="facebook/detr-resnet-50")
     with pytest.raises(ValueError, match="not a Conditional DETR checkpoint"):
         convert_conditional_detr(model, {"query_embed.weight": np.zeros((8, 32), "float32"),
                                          "transformer.decoder.layers.0.linear1.weight": np.zeros((64, 32))})

@@ -377,7 +377,8 @@ def ConditionalDETR(
         include_preprocessing: take RGB in [0, 255] and apply ImageNet normalization in the model.
         weights: None, a checkpoint file (transformers Conditional DETR .safetensors/.bin under
             the transformers 4 or 5 key names, the original repository's .pth, a Keras file) or a
-            published name (`keras_vit.weights.published_names("conditional_detr")`). A
+            published name (`keras_vit.weights.published_names("conditional_detr")`: transformers'
+            R50 and the original repository's R50, R50-DC5, R101 and R101-DC5 release files). A
             checkpoint with another number of classes loads everything but the class head.
         input_shape: (height, width, 3); None sizes take any image size.
         loss_config: keyword arguments of `keras_vit.training.ConditionalDETRLoss` used by `fit()`.
@@ -417,16 +418,18 @@ def _builder(variant):
     build.__doc__ = f"""Conditional DETR with a {variant} backbone (d 256, 6 + 6 layers, 8 heads, MLP 2048,
     300 queries, 91 classes by default).
 
-    `dilation=True` is the DC5 variant. `weights="coco"` loads a published COCO checkpoint
-    where one is known (see `keras_vit.weights.published_names("conditional_detr")`). Any input
-    size: `input_shape` None and (None, None, 3) are the same; `classes` is another name of
+    `dilation=True` is the DC5 variant. `weights="coco"` loads the published COCO checkpoint
+    (91 classes, downloaded once) of this backbone and dilation:
+    {{coco}}. Any input size: `input_shape` None and (None, None, 3) are the same; `classes` is another name of
     `num_classes`. Other keywords go to `ConditionalDETR`.
 
     Example:
     >>> model = {label}(num_classes=91)
     >>> model.compute_output_shape((None, 800, 1216, 3))["logits"]
     (None, 300, 91)
-    """
+    """.replace("{coco}", ", ".join(
+        f"{DEFAULT_WEIGHTS[(variant, dilation)]!r} ({'dilation=True' if dilation else 'dilation=False'})"
+        for dilation in (False, True)))
     return build
 
 
