@@ -77,6 +77,21 @@ def test_a_hub_repository_not_in_the_table_is_read_from_the_cache(hub_environmen
     assert_same_weights(keras_vit.VisionTransformer(**TINY, weights="someone/tiny-vit"), reference)
 
 
+def test_a_release_file_preset_is_read_from_the_package_cache(hub_environment, monkeypatch, reference):
+    """A preset with only a `url` (a release file, no hub repository) resolves by its name."""
+    name = "vit_tiny_release_file_fixture"
+    hub_fields = ("repo_id", "repo_filename")
+    entry = published.timm_entry(name, "vit", 10, 32, (0.5,) * 3, (0.5,) * 3)
+    published.register_published({key: value for key, value in entry.items() if key not in hub_fields})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    try:
+        os.makedirs(published.cache_dir())
+        shutil.copyfile(fixture_path("vit_tiny.safetensors"), os.path.join(published.cache_dir(), f"{name}.safetensors"))
+        assert_same_weights(keras_vit.VisionTransformer(**TINY, weights=name), reference)
+    finally:
+        del published.PUBLISHED_WEIGHTS[name]
+
+
 def test_offline_with_an_empty_cache_is_one_short_error(preset, hub_environment, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ConnectionError) as error:

@@ -108,12 +108,15 @@ def hub_name(weights):
     ('vit_base_patch16_224.augreg2_in21k_ft_in1k', 'timm/vit_base_patch16_224.augreg2_in21k_ft_in1k')
     >>> hub_name("facebook/detr-resnet-50")
     ('facebook/detr-resnet-50', 'facebook/detr-resnet-50')
+    >>> hub_name("mae_visualize_vit_base")  # a release file: no hub repository
+    ('mae_visualize_vit_base', None)
     >>> hub_name("model.safetensors")
     (None, None)
     """
     name = weights[len("hf-hub:"):] if weights.startswith("hf-hub:") else weights
     if name in PUBLISHED_WEIGHTS:
-        return name, PUBLISHED_WEIGHTS[name]["repo_id"]
+        # Entries with only a `url` (release files) have no hub repository.
+        return name, PUBLISHED_WEIGHTS[name].get("repo_id")
     parts = name.split("/")
     if len(parts) != 2 or not all(parts) or name.startswith((".", "~")) or os.path.splitext(name)[1] in _FILE_SUFFIXES:
         return None, None
