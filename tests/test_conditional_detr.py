@@ -212,12 +212,15 @@ def test_original_repository_and_transformers4_layouts_load_strictly(model, refe
 
 
 def test_original_release_file_loads_into_a_dc5_model_through_weights(model, reference, tmp_path):
-    """The release files are `{"model": state_dict, ...}` torch files; DC5 (dilation) changes no weight."""
+    """The release files are torch files `{"model": state_dict, ...}` (the original main.py also saves its
+    argparse arguments beside the weights); DC5 (dilation) changes no weight."""
+    import argparse
+
     torch = pytest.importorskip("torch", reason="writing a .pth checkpoint needs torch")
     original = to_original_layout(reference["tensors"])
     path = str(tmp_path / "ConditionalDETR_tiny_dc5_epoch50.pth")
-    torch.save({"model": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in original.items()}, "epoch": 49},
-               path)
+    torch.save({"model": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in original.items()}, "epoch": 49,
+                "args": argparse.Namespace(backbone="resnet50", dilation=True, num_queries=300)}, path)
     dilated = ResNet(depths=(1, 1, 1, 1), widths=(16, 32, 64, 128), stem_width=16, dilation=True, name="tiny_resnet")
     assert dilated.compute_output_shape((1, 64, 96, 3)) == (1, 4, 6, 128)  # stride 16: DC5
     dc5 = keras_vit.ConditionalDETR(dilated, **TINY, weights=path, name="tiny_conditional_detr_dc5")

@@ -106,8 +106,15 @@ def _read_torch(path):
             f"Reading the torch checkpoint {path!r} needs PyTorch: `pip install torch` "
             "(or convert it to .safetensors first)."
         ) from error
+    import argparse
+    import contextlib
+
+    # Training scripts (e.g. Conditional DETR's main.py) save their argparse Namespace beside the
+    # weights; weights_only refuses any class it is not told about.
+    allow = getattr(torch.serialization, "safe_globals", None)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with allow([argparse.Namespace]) if allow else contextlib.nullcontext():
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for corrupt files
         raise CheckpointFormatError(f"torch could not read {path!r}: {error}") from error
     # Official repositories wrap the state dict: {"model": ...} (DeiT, DETR), {"state_dict": ...}.
