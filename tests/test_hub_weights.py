@@ -86,7 +86,8 @@ def test_a_release_file_preset_is_read_from_the_package_cache(hub_environment, m
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     try:
         os.makedirs(published.cache_dir())
-        shutil.copyfile(fixture_path("vit_tiny.safetensors"), os.path.join(published.cache_dir(), f"{name}.safetensors"))
+        cached = os.path.join(published.cache_dir(), f"{name}.safetensors")
+        shutil.copyfile(fixture_path("vit_tiny.safetensors"), cached)
         assert_same_weights(keras_vit.VisionTransformer(**TINY, weights=name), reference)
     finally:
         del published.PUBLISHED_WEIGHTS[name]
