@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import to_numpy
+from conftest import assert_xnnpack_runs_whole_graph, to_numpy
 
 import keras_vit
 from keras_vit.export import ExportJob, export_many, run_tflite
@@ -77,18 +77,7 @@ def test_xnnpack_takes_the_whole_int8_and_float32_graphs(trained_exports):
     # delegate partition. The class-token pooling is a slice and a reshape (`token_features`), not an
     # index (a STRIDED_SLICE that drops an axis, which XNNPACK does not run): one partition runs it all.
     for key in ("float32", "int8"):
-        interpreter = _interpreter(trained_exports[key].path)
-        nodes = interpreter._get_ops_details()  # the graph's own nodes, then the delegate's
-        partitions = [node for node in nodes if node["op_name"] == "DELEGATE"]
-        assert len(partitions) == 1, (key, len(partitions))
-        (partition,) = partitions
-        # It writes the graph's output and reads only the graph's input and constants: nothing runs outside it.
-        assert sorted(partition["outputs"]) == sorted(d["index"] for d in interpreter.get_output_details()), key
-        produced_by_a_node = {t for node in nodes if node["op_name"] != "DELEGATE" for t in node["outputs"]}
-        graph_inputs = {d["index"] for d in interpreter.get_input_details()}
-        assert graph_inputs <= set(partition["inputs"]), key
-        outside = [t for t in partition["inputs"] if t in produced_by_a_node and t not in graph_inputs]
-        assert not outside, (key, outside)
+        assert_xnnpack_runs_whole_graph(_interpreter(trained_exports[key].path), key)
 
 
 def test_int8_agrees_with_the_trained_model(trained_exports):
