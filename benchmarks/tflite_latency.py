@@ -21,8 +21,10 @@ Each file is run on `--eval-images` held-out digits and compared with its own Ke
 (top-1 agreement = same arg-max class). Latency: LiteRT interpreter, XNNPACK, 2 threads,
 batch 1; every file is loaded once and the files are run in turn (round-robin) for `--runs`
 rounds after 3 warm-up calls each, so a change of machine load hits all files alike; the median
-is reported. "partitions" counts XNNPACK delegate partitions (1-2: XNNPACK runs the whole
-graph) and "not in XNNPACK" the nodes left to TFLite's own kernels.
+and the fastest call are reported, with the load average (`uptime`) before and after: on a busy
+machine the fastest call is the steadier figure. "partitions" counts XNNPACK delegate
+partitions (1 and 0 nodes "not in XNNPACK": XNNPACK runs the whole graph) and "not in XNNPACK"
+the nodes left to TFLite's own kernels.
 """
 
 import argparse
@@ -148,7 +150,7 @@ def run_file(path, images):
 
 
 def round_robin_latency(paths, runs):
-    """{path: median ms} for {path: input}: each file loaded once, then run in turn for `runs` rounds (XNNPACK, 2 threads, batch 1)."""
+    """{path: (median ms, fastest ms)} for {path: input}: each file loaded once, then run in turn for `runs` rounds (XNNPACK, 2 threads, batch 1)."""
     from ai_edge_litert.interpreter import Interpreter
 
     runners = {}
@@ -165,11 +167,20 @@ def round_robin_latency(paths, runs):
             start = time.perf_counter()
             runner(**feed)
             times[path].append((time.perf_counter() - start) * 1000)
-    return {path: float(np.median(values)) for path, values in times.items()}
+    return {path: (float(np.median(values)), float(np.min(values))) for path, values in times.items()}
+
+
+def load_average():
+    """The 1, 5 and 15 minute load averages, as `uptime` prints them."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def export_hub(model, folder, key, calibration):
-    """keras-hub's own LiteRT export (Keras' `model.export(format="litert")`): float32, dynamic, int8."""
+    """keras-hub's own LiteRT export (Keras' `model.export(format="litert")`): float32, dynamic, int8.
+
+    Returns ({variant: path} of the files that were written and that LiteRT's interpreter can run,
+    {variant: why not} of the others).
+    """
     import tensorflow as tf
 
     def representative_dataset():
@@ -178,11 +189,17 @@ def export_hub(model, folder, key, calibration):
 
     options = {"float32": {}, "dynamic": {"optimizations": [tf.lite.Optimize.DEFAULT]},
                "int8": {"optimizations": [tf.lite.Optimize.DEFAULT], "representative_dataset": representative_dataset}}
-    paths = {}
+    paths, failures = {}, {}
     for variant, kwargs in options.items():
-        paths[variant] = os.path.join(folder, f"{key}_keras_hub_{variant}.tflite")
-        model.export(paths[variant], format="litert", verbose=False, **kwargs)
-    return paths
+        path = os.path.join(folder, f"{key}_keras_hub_{variant}.tflite")
+        try:  # e.g. keras-hub's Swin: tf.roll is a Flex (select TensorFlow) op, which LiteRT alone does not run
+            model.export(path, format="litert", verbose=False, **kwargs)
+            run_file(path, calibration[:1])  # a Flex op fails only when the signature runs
+            paths[variant] = path
+        except Exception as error:  # noqa: BLE001 - reported in the table, the other files still run
+            failures[variant] = f"{type(error).__name__}: {str(error).strip().splitlines()[0][:160]}"
+            print(f"keras-hub {key} {variant}: not run ({failures[variant]})", flush=True)
+    return paths, failures
 
 
 def main():
@@ -198,7 +215,9 @@ def main():
     args = parser.parse_args()
     folder = args.output_dir or tempfile.mkdtemp(prefix="tflite_latency_")
     keras.utils.set_random_seed(0)
-    rows = []
+    load_before = load_average()
+    print(f"load average before: {load_before}", flush=True)
+    rows, failed = [], []
     if args.keras_model:
         plan = [("trained", os.path.basename(args.keras_model), lambda: keras.saving.load_model(args.keras_model),
                  None)]
@@ -227,35 +246,45 @@ def main():
                 for report in export_many(jobs):
                     files[(source, report.quantization or "float32")] = (report.path, model)
             else:
-                for variant, path in export_hub(model, folder, key, model_pixels(model, calibration)).items():
+                hub_paths, hub_failures = export_hub(model, folder, key, model_pixels(model, calibration))
+                for variant, path in hub_paths.items():
                     files[(source, variant)] = (path, model)
+                failed.extend((title, source, variant, why) for variant, why in hub_failures.items())
         references = {source: keras.ops.convert_to_numpy(
             model.predict(model_pixels(model, evaluation), batch_size=16, verbose=0)) for source, model in models.items()}
         latency = round_robin_latency({path: model_pixels(model, evaluation[:1]) for path, model in files.values()},
                                       args.runs)
-        float_ms = {source: latency[files[(source, "float32")][0]] for source in models}
+        float_ms = {source: latency[files[(source, "float32")][0]][0] for source in models if (source, "float32") in files}
         for (source, variant), (path, model) in files.items():
             got = run_file(path, model_pixels(model, evaluation))
             reference = references[source]
             agreement = float(np.mean(got.argmax(-1) == reference.argmax(-1)))
             partitions, left_out = xnnpack_partitions(path)
-            rows.append((title, source, variant, os.path.getsize(path) / 1e6, latency[path],
-                         latency[path] / float_ms[source], agreement, float(np.abs(got - reference).max()),
+            median_ms, fastest_ms = latency[path]
+            rows.append((title, source, variant, os.path.getsize(path) / 1e6, median_ms, fastest_ms,
+                         median_ms / float_ms.get(source, float("nan")), agreement, float(np.abs(got - reference).max()),
                          partitions, sum(left_out.values()), dict(left_out)))
+        for row in rows[-len(files):]:  # printed now too, so that a later model's failure loses nothing
+            print(f"  {row[1]} {row[2]}: median {row[4]:.2f} ms, fastest {row[5]:.2f} ms, top-1 agree {row[7]:.1%}, "
+                  f"max |diff| {row[8]:.3g}, {row[9]} partitions, {row[10]} nodes not in XNNPACK {row[11]}", flush=True)
         print(f"{title}: done in {time.time() - start:.0f} s", flush=True)
         del models
         keras.utils.clear_session()
 
-    print(f"\nTFLite (ai-edge-litert, XNNPACK, 2 threads, batch 1, round-robin median of {args.runs}) on "
-          f"{os.cpu_count()}-core CPU, load average {os.getloadavg()[0]:.1f} at the end; top-1 agreement and "
-          f"max |diff| of each file vs its own Keras model on {args.eval_images} held-out digits")
-    header = (f"{'model':<26}{'export':<11}{'file':<9}{'MB':>7}{'median ms':>11}{'vs f32':>8}{'top-1 agree':>13}"
+    print(f"\nTFLite (ai-edge-litert, XNNPACK, 2 threads, batch 1, round-robin median and fastest of {args.runs}) "
+          f"on {os.cpu_count()}-core CPU, load average (1, 5, 15 min) {load_before} before, {load_average()} after; "
+          f"top-1 agreement and max |diff| of each file vs its own Keras model on {args.eval_images} held-out digits")
+    header = (f"{'model':<26}{'export':<11}{'file':<9}{'MB':>7}{'median ms':>11}{'min ms':>9}{'vs f32':>8}"
+              f"{'top-1 agree':>13}"
               f"{'max |diff|':>12}{'partitions':>12}{'not in XNNPACK':>16}")
     print(header)
     print("-" * len(header))
-    for title, source, variant, size, ms, ratio, agreement, diff, partitions, left, _ in rows:
-        print(f"{title:<26}{source:<11}{variant:<9}{size:>7.2f}{ms:>11.2f}{ratio:>8.2f}{agreement:>13.1%}"
+    for title, source, variant, size, ms, fastest, ratio, agreement, diff, partitions, left, _ in rows:
+        print(f"{title:<26}{source:<11}{variant:<9}{size:>7.2f}{ms:>11.2f}{fastest:>9.2f}{ratio:>8.2f}"
+              f"{agreement:>13.1%}"
               f"{diff:>12.3g}{partitions:>12}{left:>16}")
+    for title, source, variant, why in failed:
+        print(f"{title:<26}{source:<11}{variant:<9} not run: {why}")
     print("\nops XNNPACK left to TFLite's kernels:")
     for title, source, variant, *_, left_out in rows:
         if left_out:

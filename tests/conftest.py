@@ -30,6 +30,24 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def assert_xnnpack_runs_whole_graph(interpreter, label=""):
+    """One XNNPACK partition that reads the graph's input and writes its output; no node runs outside it.
+
+    `interpreter` is a LiteRT interpreter after `allocate_tensors()` (XNNPACK is applied then). Every op
+    XNNPACK cannot run stays on TFLite's own kernels and cuts the graph into another partition.
+    """
+    nodes = interpreter._get_ops_details()  # the graph's own nodes, then the delegate's
+    partitions = [node for node in nodes if node["op_name"] == "DELEGATE"]
+    assert len(partitions) == 1, (label, len(partitions))
+    (partition,) = partitions
+    assert sorted(partition["outputs"]) == sorted(d["index"] for d in interpreter.get_output_details()), label
+    produced_by_a_node = {t for node in nodes if node["op_name"] != "DELEGATE" for t in node["outputs"]}
+    graph_inputs = {d["index"] for d in interpreter.get_input_details()}
+    assert graph_inputs <= set(partition["inputs"]), label
+    outside = [t for t in partition["inputs"] if t in produced_by_a_node and t not in graph_inputs]
+    assert not outside, (label, outside)
+
+
 def pytest_collection_finish(session):
     # Every test starts with keras.utils.clear_session(), which runs a full gc.collect(). With
     # TensorFlow, JAX, torch and transformers imported, that scan took 0.5-2 s per test (most of

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import keras_vit
-from conftest import BACKEND, fixture_path, load_fixture, to_numpy
+from conftest import BACKEND, assert_xnnpack_runs_whole_graph, fixture_path, load_fixture, to_numpy
 from keras_vit.models.swin.swin_layers import cyclic_shift, shifted_window_mask, window_merge, window_partition
 from keras_vit.weights import WeightsMismatchError, read_checkpoint
 from keras_vit.models.swin.convert_swin import resample_relative_position_bias_table
@@ -396,6 +396,8 @@ def test_tflite_conversion_needs_builtin_ops_only(tmp_path):
         Interpreter = tf.lite.Interpreter
     interpreter = Interpreter(model_content=flatbuffer)
     interpreter.allocate_tensors()
+    # PatchMerging's 2x2 neighbours are a reshape and a transpose (stride-2 slices stayed outside XNNPACK).
+    assert_xnnpack_runs_whole_graph(interpreter)
     interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
     interpreter.invoke()
     logits = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])

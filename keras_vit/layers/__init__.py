@@ -21,7 +21,7 @@ from keras_vit.layers.mlp import MLP
 from keras_vit.layers.patch_embedding import PatchEmbedding
 from keras_vit.layers.position_embedding import PositionEmbedding
 from keras_vit.layers.preprocessing import ImageNormalization, ResizeAndCenterCrop
-from keras_vit.layers.tokens import ClassToken
+from keras_vit.layers.tokens import ClassToken, token_features
 
 # Family layers that `keras_vit.layers` exported before each family got its own package.
 _MOVED = {

@@ -4,6 +4,23 @@ import keras
 from keras import ops
 
 
+def token_features(sequence, index):
+    """The features of token `index` of a (B, N, D) sequence, as (B, D): the class or distillation token.
+
+    Slices one token and reshapes it away (`sequence[:, index:index + 1]`, then a reshape) rather
+    than indexing (`sequence[:, index]`): the same numbers, but indexing exports as a STRIDED_SLICE
+    that drops an axis, which XNNPACK (the LiteRT CPU delegate) does not run, so the op stayed on
+    TFLite's own kernels and cut the .tflite graph into a second delegate partition.
+
+    Example:
+    >>> import numpy as np
+    >>> sequence = np.arange(2 * 3 * 4, dtype="float32").reshape(2, 3, 4)
+    >>> keras.ops.convert_to_numpy(token_features(sequence, 1)).tolist()
+    [[4.0, 5.0, 6.0, 7.0], [16.0, 17.0, 18.0, 19.0]]
+    """
+    return ops.reshape(sequence[:, index : index + 1], (-1, sequence.shape[-1]))
+
+
 @keras.saving.register_keras_serializable(package="keras_vit")
 class ClassToken(keras.layers.Layer):
     """Prepends one learned token of shape (1, 1, D) to every sequence.

@@ -489,10 +489,14 @@ class PatchMerging(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
-        x = ops.concatenate(
-            [inputs[:, 0::2, 0::2, :], inputs[:, 1::2, 0::2, :], inputs[:, 0::2, 1::2, :], inputs[:, 1::2, 1::2, :]],
-            axis=-1,
-        )
+        # The 2x2 neighbours by a reshape and a transpose, not four stride-2 slices: the same numbers,
+        # but XNNPACK (the LiteRT CPU delegate) runs no strided STRIDED_SLICE, so each slice stayed on
+        # TFLite's own kernels and cut an exported Swin into 4 delegate partitions.
+        height, width = (inputs.shape[i] if inputs.shape[i] is not None else ops.shape(inputs)[i] for i in (1, 2))
+        channels = inputs.shape[-1]
+        x = ops.reshape(inputs, (-1, height // 2, 2, width // 2, 2, channels))  # (B, i, row in 2x2, j, column, C)
+        x = ops.transpose(x, (0, 1, 3, 4, 2, 5))  # the reference's order: column-major over the 2x2 block
+        x = ops.reshape(x, (-1, height // 2, width // 2, 4 * channels))
         return self.reduction(self.norm(x))
 
     def compute_output_shape(self, input_shape):

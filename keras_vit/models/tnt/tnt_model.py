@@ -151,7 +151,7 @@ def TNT(
     elif pooling == "max":
         x = keras.layers.GlobalMaxPooling1D(dtype=dtype, name="max_pool")(x[:, 1:])
     elif pooling == "token":
-        x = x[:, 0]
+        x = vit_layers.token_features(x, 0)
     if include_top:
         # Logits in float32 under every policy (Keras' mixed-precision guide: the last layer in float32).
         x = keras.layers.Dense(num_classes, dtype="float32", name="head")(x)

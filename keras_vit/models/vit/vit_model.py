@@ -175,8 +175,8 @@ def VisionTransformer(
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=dtype, name="norm")(x)
     if pooling == "token":
         if distilled:
-            dist_features = x[:, 1]
-        x = x[:, 0]
+            dist_features = vit_layers.token_features(x, 1)
+        x = vit_layers.token_features(x, 0)
     if include_top:
         # Logits in float32 under every policy (Keras' mixed-precision guide: the last layer in float32).
         head = keras.layers.Dense(num_classes, dtype="float32", name="head")
