@@ -200,8 +200,10 @@ def _assert_same_step(results):
                                        err_msg=f"{case}: logged {name}")
 
 
+# Two replicas already hold different box counts (6 and 3), so a replica-local normalizer shows; four
+# replicas (76 s of CI) test the same property, and JAX's 8-device case below covers more devices.
 @ONLY_ONCE
-@pytest.mark.parametrize("replicas", [2, 4])
+@pytest.mark.parametrize("replicas", [2])
 def test_mirrored_strategy_equals_one_device(replicas):
     pytest.importorskip("tensorflow")
     results = _run_worker("tensorflow", f"mirrored{replicas}")

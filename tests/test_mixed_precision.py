@@ -65,8 +65,10 @@ def test_classifier_logits_are_float32_and_fit_trains(family, policy):
     _check_fit(model, IMAGES, LABELS, policy, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
-@pytest.mark.parametrize("policy", POLICIES)
-@pytest.mark.parametrize("detector", ["detr", "conditional_detr"])
+# DETR and Conditional DETR share the set loss and the train step: Conditional DETR under both policies,
+# DETR under float16 (its narrower range) only.
+@pytest.mark.parametrize("detector, policy", [("conditional_detr", "mixed_bfloat16"),
+                                              ("conditional_detr", "mixed_float16"), ("detr", "mixed_float16")])
 def test_detr_logits_are_float32_and_fit_trains(detector, policy):
     keras.config.set_dtype_policy(policy)
     model = _detr(detector)
