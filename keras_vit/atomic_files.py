@@ -39,6 +39,30 @@ def _fsync_path(path):
         os.close(descriptor)
 
 
+def _current_umask():
+    try:  # Linux says it without changing it (os.umask can only read it by setting it)
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _mode_for(path, temporary):
+    """The permissions `path` should end with: those of the file it replaces, else what `open()` would
+    give a new file (0o666 less the umask). mkstemp makes its file 0o600, private to its owner, which a
+    saved model, an export or a result must not be."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        default = 0o777 if os.path.isdir(temporary) else 0o666
+        return default & ~_current_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path):
     """Yields a temporary path next to `path` (same extension) to write to; on success the
@@ -68,6 +92,7 @@ def atomic_path(path):
     try:
         yield temporary
         _fsync_path(temporary)
+        os.chmod(temporary, _mode_for(path, temporary))
         os.replace(temporary, path)
         _fsync_path(folder)
     except BaseException:

@@ -142,3 +142,22 @@ def test_a_download_killed_half_way_is_never_used(tmp_path):
         assert target.read_bytes() == body
     finally:
         server.shutdown()
+
+
+def test_written_files_get_the_permissions_open_would_give(tmp_path):
+    # mkstemp's temporary file is private (0o600); the renamed file must not be: a model or an export
+    # is read by other users and services. New files get 0o666 less the umask, replaced files keep theirs.
+    previous = os.umask(0o022)
+    try:
+        new = tmp_path / "new.json"
+        with atomic_open(new, "w") as f:
+            f.write("{}")
+        assert oct(os.stat(new).st_mode & 0o777) == oct(0o644)
+        kept = tmp_path / "kept.json"
+        kept.write_text("old")
+        os.chmod(kept, 0o640)
+        with atomic_open(kept, "w") as f:
+            f.write("new")
+        assert oct(os.stat(kept).st_mode & 0o777) == oct(0o640) and kept.read_text() == "new"
+    finally:
+        os.umask(previous)
