@@ -96,10 +96,12 @@ def main():
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--target-map50", type=float, default=None,
                         help="the mAP@0.5 to reach (default: plain DETR's final mAP@0.5 of this comparison)")
+    parser.add_argument("--target-source", default="given with --target-map50",
+                        help="where --target-map50 comes from, for the table")
     args, passthrough = parser.parse_known_args()
     os.makedirs(args.output_dir, exist_ok=True)
     train_missing_runs(args, passthrough)
-    target, source = args.target_map50, "--target-map50"
+    target, source = args.target_map50, args.target_source
     if target is None:
         with open(os.path.join(args.output_dir, "detr.json")) as f:
             target = json.load(f)["metrics"]["mAP50"]
