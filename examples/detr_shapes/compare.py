@@ -7,7 +7,8 @@ Runs `train.py` once per detector (one process each, the same seed, data, backbo
 queries, optimizer and epochs), evaluating held-out COCO mAP after every epoch, then writes
 `comparison.md` (mAP@0.5 and mAP per epoch, training minutes) and `comparison.png` (the curves) into
 the output directory. A detector whose `<name>.json` is already there is not trained again, so a
-killed comparison continues where it stopped (`--resume` is passed to the run that was cut).
+killed comparison continues where it stopped (`--resume` is passed to the run that was cut; that
+run's per-epoch mAP then starts at the epoch it resumed from).
 """
 
 import argparse
