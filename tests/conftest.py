@@ -85,3 +85,51 @@ def tiny_registered_vit(monkeypatch):
 
     registry.register_model("TinyTestViT", TinyTestViT, "vit", default_input_size=32)
     return calls
+
+
+# --- tiny detectors (DETR, Conditional DETR, their denoising) ------------------------------------------------
+
+
+def tiny_detection_cnn():
+    """A 2-convolution backbone of stride 8 for tiny DETR-family models: 32x32 images -> 4x4 maps, 16 channels."""
+    return keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1"),
+            keras.layers.ReLU(),
+            keras.layers.Conv2D(16, 3, strides=4, padding="same", name="conv2"),
+        ],
+        name="cnn",
+    )
+
+
+def tiny_detection_batch(batch=4, seed=0, num_classes=3, max_boxes=3):
+    """Up to 4 random 32x32 images with 2, 0, 1 and 1 boxes (one image without objects), targets padded."""
+    from keras_vit.data.detection import pad_detection_targets
+
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 1, size=(batch, 32, 32, 3)).astype("float32")
+    boxes = [[[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.4]], [], [[0.5, 0.5, 0.5, 0.5]], [[0.2, 0.8, 0.2, 0.2]]]
+    labels = [[0, 2], [], [1], [2]]
+    return images, pad_detection_targets(boxes[:batch], labels[:batch], max_boxes=max_boxes, num_classes=num_classes)
+
+
+def copy_weights_by_path(source, target):
+    """Gives `target` the values of `source`'s variables of the same paths (`source` may have more)."""
+    by_path = {v.path: v for v in source.weights}
+    for variable in target.weights:
+        variable.assign(to_numpy(by_path[variable.path]))  # a copy: JAX's train step donates its buffers
+
+
+def training_forward(model, inputs):
+    """`model(inputs, training=True)`, compiled on JAX (eager JAX compiles every op)."""
+    if BACKEND != "jax":
+        return model(inputs, training=True)
+    import jax
+
+    def forward(trainable, non_trainable, inputs):
+        return model.stateless_call(trainable, non_trainable, inputs, training=True)[0]
+
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+    return jax.jit(forward)(trainable, non_trainable, inputs)

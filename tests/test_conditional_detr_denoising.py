@@ -5,12 +5,18 @@ reconstruction loss is added, and fit() learns on every backend."""
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, to_numpy
+from conftest import (
+    copy_weights_by_path,
+    tiny_detection_batch,
+    tiny_detection_cnn,
+    to_numpy,
+    training_forward,
+)
 
 import keras_vit
 from keras_vit.models.conditional_detr.conditional_detr_model import ConditionalDETRModel
 from keras_vit.models.detr.detr_model import DENOISING_TARGETS
-from keras_vit.training import ConditionalDETRLoss, Denoising, denoising_loss, pad_detection_targets
+from keras_vit.training import ConditionalDETRLoss, Denoising, denoising_loss
 
 NUM_CLASSES = 3
 GROUPS = 2
@@ -20,27 +26,10 @@ BOX_NOISE = 0.4
 
 
 def tiny_conditional_detr(denoising):
-    cnn = keras.Sequential(
-        [
-            keras.Input((None, None, 3)),
-            keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1"),
-            keras.layers.ReLU(),
-            keras.layers.Conv2D(16, 3, strides=4, padding="same", name="conv2"),
-        ],
-        name="cnn",
-    )
     return keras_vit.ConditionalDETR(
-        cnn, num_classes=NUM_CLASSES, num_queries=NUM_QUERIES, hidden_dim=16, num_encoder_layers=1,
+        tiny_detection_cnn(), num_classes=NUM_CLASSES, num_queries=NUM_QUERIES, hidden_dim=16, num_encoder_layers=1,
         num_decoder_layers=2, num_heads=2, mlp_dim=32, dropout=0.0, input_shape=(32, 32, 3), denoising=denoising,
     )  # fmt: skip
-
-
-def tiny_batch():
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 1, size=(4, 32, 32, 3)).astype("float32")
-    boxes = [[[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.4]], [], [[0.5, 0.5, 0.5, 0.5]], [[0.2, 0.8, 0.2, 0.2]]]
-    labels = [[0, 2], [], [1], [2]]
-    return images, pad_detection_targets(boxes, labels, max_boxes=MAX_BOXES, num_classes=NUM_CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -49,29 +38,13 @@ def models():
     keras.utils.set_random_seed(1)
     with_denoising = tiny_conditional_detr(Denoising(groups=GROUPS, box_noise=BOX_NOISE))
     plain = tiny_conditional_detr(None)
-    by_path = {v.path: v for v in with_denoising.weights}
-    for variable in plain.weights:
-        variable.assign(to_numpy(by_path[variable.path]))  # a copy: JAX's train step donates its buffers
+    copy_weights_by_path(with_denoising, plain)
     return with_denoising, plain
-
-
-def training_forward(model, inputs):
-    """`model(inputs, training=True)`, compiled on JAX (eager JAX compiles every op)."""
-    if BACKEND != "jax":
-        return model(inputs, training=True)
-    import jax
-
-    def forward(trainable, non_trainable, inputs):
-        return model.stateless_call(trainable, non_trainable, inputs, training=True)[0]
-
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-    return jax.jit(forward)(trainable, non_trainable, inputs)
 
 
 def test_inference_is_unchanged_and_never_reads_the_denoising_weights(models):
     with_denoising, plain = models
-    images, _ = tiny_batch()
+    images, _ = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     expected = plain.predict_on_batch(images)
     got = with_denoising.predict_on_batch(images)
     assert sorted(got) == sorted(expected)  # no denoising outputs at inference
@@ -97,7 +70,7 @@ def test_inference_is_unchanged_and_never_reads_the_denoising_weights(models):
 
 def test_training_matching_part_is_untouched_and_denoising_boxes_start_at_the_noised_centres(models):
     with_denoising, plain = models
-    images, targets = tiny_batch()
+    images, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     got = training_forward(with_denoising, {"images": images, DENOISING_TARGETS: targets})
     expected = training_forward(plain, images)
     assert tuple(got["denoising_logits"].shape) == (4, 2, GROUPS * MAX_BOXES, NUM_CLASSES)
@@ -125,7 +98,7 @@ def test_training_matching_part_is_untouched_and_denoising_boxes_start_at_the_no
 
 def test_the_loss_adds_the_focal_reconstruction_loss():
     rng = np.random.default_rng(3)
-    _, targets = tiny_batch()
+    _, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     y_pred = {
         "logits": rng.normal(size=(4, NUM_QUERIES, NUM_CLASSES)).astype("float32"),
         "pred_boxes": rng.uniform(0.2, 0.6, size=(4, NUM_QUERIES, 4)).astype("float32"),
@@ -148,7 +121,7 @@ def test_the_loss_adds_the_focal_reconstruction_loss():
 
 def test_fit_with_denoising_logs_its_loss_and_learns(models):
     model = models[0]
-    images, targets = tiny_batch()
+    images, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     model.compile(optimizer=keras.optimizers.AdamW(1e-2, weight_decay=0.0))
     history = model.fit(images, targets, batch_size=4, epochs=20, verbose=0).history
     loss, loss_dn = np.array(history["loss"]), np.array(history["loss_dn"])

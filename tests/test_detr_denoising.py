@@ -4,7 +4,13 @@ loss against plain NumPy constructions; inference unchanged; fit() learns on eve
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, to_numpy
+from conftest import (
+    copy_weights_by_path,
+    tiny_detection_batch,
+    tiny_detection_cnn,
+    to_numpy,
+    training_forward,
+)
 
 import keras_vit
 from keras_vit.layers.denoising import (
@@ -14,7 +20,7 @@ from keras_vit.layers.denoising import (
     draw_denoising_noise,
 )
 from keras_vit.models.detr.detr_model import DENOISING_TARGETS, DETRModel
-from keras_vit.training import Denoising, DETRLoss, denoising_loss, pad_detection_targets
+from keras_vit.training import Denoising, DETRLoss, denoising_loss
 
 NUM_CLASSES = 3
 GROUPS = 2
@@ -23,27 +29,10 @@ NUM_QUERIES = 6
 
 
 def tiny_detr(denoising):
-    cnn = keras.Sequential(
-        [
-            keras.Input((None, None, 3)),
-            keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1"),
-            keras.layers.ReLU(),
-            keras.layers.Conv2D(16, 3, strides=4, padding="same", name="conv2"),
-        ],
-        name="cnn",
-    )
     return keras_vit.DETR(
-        cnn, num_classes=NUM_CLASSES, num_queries=NUM_QUERIES, hidden_dim=16, num_encoder_layers=1,
+        tiny_detection_cnn(), num_classes=NUM_CLASSES, num_queries=NUM_QUERIES, hidden_dim=16, num_encoder_layers=1,
         num_decoder_layers=2, num_heads=2, mlp_dim=32, dropout=0.0, input_shape=(32, 32, 3), denoising=denoising,
     )  # fmt: skip
-
-
-def tiny_batch():
-    rng = np.random.default_rng(0)
-    images = rng.uniform(0, 1, size=(4, 32, 32, 3)).astype("float32")
-    boxes = [[[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.4]], [], [[0.5, 0.5, 0.5, 0.5]], [[0.2, 0.8, 0.2, 0.2]]]
-    labels = [[0, 2], [], [1], [2]]
-    return images, pad_detection_targets(boxes, labels, max_boxes=MAX_BOXES, num_classes=NUM_CLASSES)
 
 
 @pytest.fixture(scope="module")
@@ -52,24 +41,8 @@ def models():
     keras.utils.set_random_seed(1)
     with_denoising = tiny_detr(Denoising(groups=GROUPS))
     plain = tiny_detr(None)
-    by_path = {v.path: v for v in with_denoising.weights}
-    for variable in plain.weights:
-        variable.assign(to_numpy(by_path[variable.path]))  # a copy: JAX's train step donates its buffers
+    copy_weights_by_path(with_denoising, plain)
     return with_denoising, plain
-
-
-def training_forward(model, inputs):
-    """`model(inputs, training=True)`, compiled on JAX (eager JAX compiles every op)."""
-    if BACKEND != "jax":
-        return model(inputs, training=True)
-    import jax
-
-    def forward(trainable, non_trainable, inputs):
-        return model.stateless_call(trainable, non_trainable, inputs, training=True)[0]
-
-    trainable = [v.value for v in model.trainable_variables]
-    non_trainable = [v.value for v in model.non_trainable_variables]
-    return jax.jit(forward)(trainable, non_trainable, inputs)
 
 
 # ------------------------------------------------------------------ the noised queries and the mask
@@ -100,7 +73,7 @@ def numpy_noised_queries(boxes, labels, valid, draws, label_noise, box_noise):
 
 
 def test_noised_queries_equal_a_numpy_construction_with_a_fixed_seed():
-    _, targets = tiny_batch()
+    _, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     boxes, labels, valid = targets["boxes"], targets["labels"], targets["valid"]
     denoising = Denoising(groups=3, label_noise=0.5, box_noise=0.4)
     draws = draw_denoising_noise(4, 3, MAX_BOXES, NUM_CLASSES, seed=7)
@@ -135,7 +108,7 @@ def test_attention_mask_equals_the_rules_and_hides_padding_slots():
             allowed = column_group is None or (row_group is not None and row_group == column_group)
             assert mask[row, column] == allowed, (row, column)
 
-    _, targets = tiny_batch()
+    _, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     layer = DenoisingQueries(NUM_CLASSES, 16, Denoising(groups=groups), seed=0)
     out = layer(targets["boxes"], targets["labels"], targets["valid"], num_queries=queries)
     per_image = to_numpy(out["attention_mask"])[:, 0]  # (B, T, T)
@@ -163,7 +136,7 @@ def _numpy_giou(a, b):
 @pytest.mark.parametrize("classification", ["cross_entropy", "focal"])
 def test_reconstruction_loss_equals_numpy(classification):
     rng = np.random.default_rng(2)
-    _, targets = tiny_batch()
+    _, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     layers, n = 2, GROUPS * MAX_BOXES
     logits = rng.normal(size=(4, layers, n, NUM_CLASSES + 1)).astype("float32")
     pred = rng.uniform(0.2, 0.6, size=(4, layers, n, 4)).astype("float32")
@@ -196,7 +169,7 @@ def test_reconstruction_loss_equals_numpy(classification):
 
 def test_set_loss_adds_the_reconstruction_loss():
     rng = np.random.default_rng(3)
-    _, targets = tiny_batch()
+    _, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     y_pred = {
         "logits": rng.normal(size=(4, NUM_QUERIES, NUM_CLASSES + 1)).astype("float32"),
         "pred_boxes": rng.uniform(0.2, 0.6, size=(4, NUM_QUERIES, 4)).astype("float32"),
@@ -218,7 +191,7 @@ def test_set_loss_adds_the_reconstruction_loss():
 
 def test_inference_is_unchanged_and_never_reads_the_denoising_weights(models):
     with_denoising, plain = models
-    images, _ = tiny_batch()
+    images, _ = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     expected = plain.predict_on_batch(images)
     got = with_denoising.predict_on_batch(images)
     assert sorted(got) == sorted(expected)  # no denoising outputs at inference
@@ -245,7 +218,7 @@ def test_inference_is_unchanged_and_never_reads_the_denoising_weights(models):
 
 def test_matching_queries_never_see_the_denoising_queries_in_training(models):
     with_denoising, plain = models
-    images, targets = tiny_batch()
+    images, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     got = training_forward(with_denoising, {"images": images, DENOISING_TARGETS: targets})
     expected = training_forward(plain, images)
     assert tuple(got["denoising_logits"].shape) == (4, 2, GROUPS * MAX_BOXES, NUM_CLASSES + 1)
@@ -256,7 +229,7 @@ def test_matching_queries_never_see_the_denoising_queries_in_training(models):
 
 def test_fit_with_denoising_logs_its_loss_and_learns(models):
     model = models[0]
-    images, targets = tiny_batch()
+    images, targets = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
     model.compile(optimizer=keras.optimizers.AdamW(1e-2, weight_decay=0.0))
     history = model.fit(images, targets, batch_size=4, epochs=20, verbose=0).history
     loss, loss_dn = np.array(history["loss"]), np.array(history["loss_dn"])

@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from conftest import BACKEND, load_fixture, to_numpy
+from conftest import BACKEND, load_fixture, tiny_detection_batch, tiny_detection_cnn, to_numpy
 
 from keras_vit.training import (
     BackboneAdamW,
@@ -12,7 +12,6 @@ from keras_vit.training import (
     coco_map,
     detr_optimizer,
     image_sizes_from_pixel_mask,
-    pad_detection_targets,
     post_process_detections,
 )
 
@@ -22,27 +21,10 @@ NUM_CLASSES = 3
 def tiny_detr(num_queries=6):
     from keras_vit.models.detr.detr_model import DETR
 
-    cnn = keras.Sequential(
-        [
-            keras.Input((None, None, 3)),
-            keras.layers.Conv2D(8, 3, strides=2, padding="same", name="conv1"),
-            keras.layers.ReLU(),
-            keras.layers.Conv2D(16, 3, strides=4, padding="same", name="conv2"),
-        ],
-        name="cnn",
-    )
     return DETR(
-        cnn, num_classes=NUM_CLASSES, num_queries=num_queries, hidden_dim=16, num_encoder_layers=1,
+        tiny_detection_cnn(), num_classes=NUM_CLASSES, num_queries=num_queries, hidden_dim=16, num_encoder_layers=1,
         num_decoder_layers=2, num_heads=2, mlp_dim=32, dropout=0.0, input_shape=(32, 32, 3),
     )  # fmt: skip
-
-
-def tiny_batch(batch=4, seed=0):
-    rng = np.random.default_rng(seed)
-    images = rng.uniform(0, 1, size=(batch, 32, 32, 3)).astype("float32")
-    boxes = [[[0.3, 0.3, 0.2, 0.2], [0.7, 0.6, 0.3, 0.4]], [], [[0.5, 0.5, 0.5, 0.5]], [[0.2, 0.8, 0.2, 0.2]]]
-    labels = [[0, 2], [], [1], [2]]
-    return images, pad_detection_targets(boxes[:batch], labels[:batch], max_boxes=3, num_classes=NUM_CLASSES)
 
 
 def variable_changes(model, before):
@@ -85,7 +67,7 @@ def test_fit_compiled_backbone_ten_times_slower_and_learns():
     backbone = {v.path for v in model.get_layer("backbone").trainable_variables}
     assert backbone and set(optimizer.backbone_variable_paths) == backbone
     model.compile(optimizer=optimizer)
-    images, targets = tiny_batch()  # includes an image without targets
+    images, targets = tiny_detection_batch()  # includes an image without targets
     before = [to_numpy(v).copy() for v in model.trainable_variables]
     first = model.fit(images, targets, batch_size=4, epochs=1, verbose=0)
     changes = variable_changes(model, before)
