@@ -133,3 +133,28 @@ def training_forward(model, inputs):
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
     return jax.jit(forward)(trainable, non_trainable, inputs)
+
+
+def assert_inference_ignores_denoising(with_denoising, plain, images):
+    """A detector with denoising predicts what the same weights without it predict, with no denoising
+    outputs, also after its training-only weights (the denoising queries' label embedding and box MLP)
+    are overwritten."""
+    expected = plain.predict_on_batch(images)
+    got = with_denoising.predict_on_batch(images)
+    assert sorted(got) == sorted(expected)  # no denoising outputs at inference
+    for key in expected:
+        np.testing.assert_array_equal(to_numpy(got[key]), to_numpy(expected[key]))
+
+    training_only = with_denoising.training_only_weights
+    # The label embedding and the box MLP's two Dense layers.
+    assert {v.path.split("/")[1] for v in training_only} == {"denoising_queries"} and len(training_only) == 5
+    saved = [to_numpy(v) for v in training_only]
+    try:
+        for variable in training_only:
+            variable.assign(np.full(variable.shape, 7.0, "float32"))
+        got = with_denoising.predict_on_batch(images)
+    finally:
+        for variable, value in zip(training_only, saved):
+            variable.assign(value)
+    for key in expected:
+        np.testing.assert_array_equal(to_numpy(got[key]), to_numpy(expected[key]))

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 from conftest import (
+    assert_inference_ignores_denoising,
     copy_weights_by_path,
     tiny_detection_batch,
     tiny_detection_cnn,
@@ -45,24 +46,7 @@ def models():
 def test_inference_is_unchanged_and_never_reads_the_denoising_weights(models):
     with_denoising, plain = models
     images, _ = tiny_detection_batch(num_classes=NUM_CLASSES, max_boxes=MAX_BOXES)
-    expected = plain.predict_on_batch(images)
-    got = with_denoising.predict_on_batch(images)
-    assert sorted(got) == sorted(expected)  # no denoising outputs at inference
-    for key in expected:
-        np.testing.assert_array_equal(to_numpy(got[key]), to_numpy(expected[key]))
-
-    training_only = with_denoising.training_only_weights
-    assert {v.path.split("/")[1] for v in training_only} == {"denoising_queries"} and len(training_only) == 5
-    saved = [to_numpy(v) for v in training_only]
-    try:
-        for variable in training_only:
-            variable.assign(np.full(variable.shape, 7.0, "float32"))
-        got = with_denoising.predict_on_batch(images)
-    finally:
-        for variable, value in zip(training_only, saved):
-            variable.assign(value)
-    for key in expected:
-        np.testing.assert_array_equal(to_numpy(got[key]), to_numpy(expected[key]))
+    assert_inference_ignores_denoising(with_denoising, plain, images)
     config = with_denoising.get_config()
     assert config["denoising"] == Denoising(groups=GROUPS, box_noise=BOX_NOISE).get_config()
     assert ConditionalDETRModel.from_config(config).denoising == Denoising(groups=GROUPS, box_noise=BOX_NOISE)
