@@ -3,12 +3,15 @@
     KERAS_BACKEND=jax python examples/detr_shapes/train.py            # ~ the README's run
     KERAS_BACKEND=torch python examples/detr_shapes/train.py --epochs 2 --train-images 512   # a smoke run
     KERAS_BACKEND=jax python examples/detr_shapes/train.py --resume   # continue a killed run
+    KERAS_BACKEND=jax python examples/detr_shapes/train.py --epochs 10 --lr-drop-epoch 8   # 10x lower after epoch 8
 
 The dataset (keras_vit.data.shapes) draws circles, rectangles and triangles in random colors on
 random textures, with their exact boxes; training and held-out images come from disjoint index
 ranges of the same seeded stream, so every run sees the same data. The model is DETR with a small
 CNN backbone (stride 8), trained with DETR's set loss (Hungarian matching, auxiliary losses) and
-recipe optimizer (AdamW, backbone at a 10x lower rate, gradients clipped at global norm 0.1).
+recipe optimizer (AdamW, backbone at a 10x lower rate, gradients clipped at global norm 0.1). The
+learning rate is constant unless `--lr-drop-epoch N` is given: then it is multiplied by `--lr-drop-factor`
+(0.1) after N epochs, as DETR's recipe does after 400 of 500 epochs.
 """
 
 import argparse
@@ -42,6 +45,36 @@ def small_cnn(width=64):
     return keras.Sequential([keras.Input((None, None, 3))] + layers, name="cnn")
 
 
+def step_learning_rate(learning_rate, steps_per_epoch, drop_epoch=None, drop_factor=0.1):
+    """The learning rate, or a schedule that multiplies it by `drop_factor` once `drop_epoch` epochs are done.
+
+    The optimizer evaluates a schedule at its iteration count (restored with its state on `--resume`), and
+    PiecewiseConstantDecay keeps the first value up to and including the boundary step: the boundary is the
+    last step of epoch `drop_epoch`, so every step of the epochs after it runs at the dropped rate.
+
+    >>> schedule = step_learning_rate(1e-3, steps_per_epoch=4, drop_epoch=2)
+    >>> [round(float(keras.ops.convert_to_numpy(schedule(step))), 6) for step in (0, 7, 8, 11)]
+    [0.001, 0.001, 0.0001, 0.0001]
+    >>> step_learning_rate(1e-3, steps_per_epoch=4)
+    0.001
+    """
+    if drop_epoch is None:
+        return learning_rate
+    if drop_epoch < 1 or steps_per_epoch < 1:
+        raise ValueError(f"--lr-drop-epoch must be at least 1 (got {drop_epoch}) and an epoch needs at least one "
+                         f"step (got {steps_per_epoch}: are there fewer training images than --batch-size?).")
+    return keras.optimizers.schedules.PiecewiseConstantDecay(
+        boundaries=[drop_epoch * steps_per_epoch - 1], values=[learning_rate, learning_rate * drop_factor])
+
+
+
+def describe_schedule(learning_rate):
+    """The schedule as json: a constant rate, or PiecewiseConstantDecay's boundaries (optimizer steps) and values."""
+    if isinstance(learning_rate, keras.optimizers.schedules.PiecewiseConstantDecay):
+        config = learning_rate.get_config()
+        return {"boundaries": [int(b) for b in config["boundaries"]], "values": [float(v) for v in config["values"]]}
+    return {"constant": float(learning_rate)}
+
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -58,6 +91,10 @@ def main():
     parser.add_argument("--learning-rate", type=float, default=5e-4)
     parser.add_argument("--backbone-learning-rate", type=float, default=5e-5)
     parser.add_argument("--queries", type=int, default=10)
+    parser.add_argument("--lr-drop-epoch", type=int, default=None,
+                        help="multiply the learning rates (backbone too) by --lr-drop-factor after this many epochs "
+                             "(default: constant rates)")
+    parser.add_argument("--lr-drop-factor", type=float, default=0.1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--output", default=None, help="write the final metrics (json) here")
@@ -94,18 +131,22 @@ def main():
     )  # fmt: skip
     print(f"{detector.__name__}{' + denoising' if args.denoising else ''}: {model.count_params():,} parameters, "
           f"backend {keras.backend.backend()}")
+    steps_per_epoch = args.train_images // args.batch_size  # the training batches drop the remainder
+    learning_rate = step_learning_rate(args.learning_rate, steps_per_epoch, args.lr_drop_epoch, args.lr_drop_factor)
     optimizer = detr_optimizer(
-        model, learning_rate=args.learning_rate, backbone_learning_rate=args.backbone_learning_rate,
+        model, learning_rate=learning_rate, backbone_learning_rate=args.backbone_learning_rate,
         weight_decay=1e-4, clipnorm=0.1,
     )  # fmt: skip
     # The matching runs on the host (scipy): no XLA on TensorFlow.
     model.compile(optimizer=optimizer, jit_compile=keras.backend.backend() == "jax")
-    # Training time and loss per epoch; the clock stops before the COCO evaluation in the same hook.
+    # Training time, loss and learning rate per epoch (the rate at the epoch's first step, read from the
+    # optimizer, so a resumed run shows the rate it really used); the clock stops before the COCO evaluation.
     epoch_log, epoch_start = [], {}
     clock = keras.callbacks.LambdaCallback(
-        on_epoch_begin=lambda epoch, logs: epoch_start.update(time=time.time()),
+        on_epoch_begin=lambda epoch, logs: epoch_start.update(
+            time=time.time(), learning_rate=float(keras.ops.convert_to_numpy(optimizer.learning_rate))),
         on_epoch_end=lambda epoch, logs: epoch_log.append({
-            "epoch": epoch + 1, "loss": float(logs["loss"]),
+            "epoch": epoch + 1, "loss": float(logs["loss"]), "learning_rate": epoch_start["learning_rate"],
             "train_minutes": (epoch_log[-1]["train_minutes"] if epoch_log else 0.0)
             + (time.time() - epoch_start["time"]) / 60}),
     )  # fmt: skip
@@ -129,7 +170,8 @@ def main():
     if args.output:
         with atomic_open(args.output, "w") as f:
             json.dump({"backend": keras.backend.backend(), "train_minutes": train_time / 60,
-                       "args": vars(args), "metrics": metrics,
+                       "args": vars(args), "learning_rate_schedule": describe_schedule(learning_rate),
+                       "metrics": metrics,
                        "history": coco.history, "epochs": epoch_log}, f, indent=1)  # fmt: skip
 
 
