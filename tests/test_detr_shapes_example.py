@@ -1,35 +1,46 @@
-"""examples/detr_shapes/compare.py: its table and its plot, from the runs' json files.
+"""examples/detr_shapes: compare.py's table, plot and options, and train.py's learning-rate drop.
 
 The trainings themselves are the example's (minutes each); DETR's and Conditional DETR's `fit()` are
 tested in their own modules. Here three short runs' results are written as train.py writes them and
-compare.py turns them into comparison.md and comparison.png (matplotlib only, every backend).
+compare.py turns them into comparison.md and comparison.png (matplotlib only, every backend); the
+step schedule of `--lr-drop-epoch` is checked on the optimizer train.py builds, at the iteration
+counts around the drop (the count is what `--resume` restores).
 """
 
 import importlib.util
 import json
 import os
+import sys
 
+import keras
 import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_compare():
+def load_example(name):
     spec = importlib.util.spec_from_file_location(
-        "detr_shapes_compare", os.path.join(REPO, "examples", "detr_shapes", "compare.py"))
+        f"detr_shapes_{name}", os.path.join(REPO, "examples", "detr_shapes", f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def write_run(path, map50_per_epoch, minutes):
+def load_compare():
+    return load_example("compare")
+
+
+def write_run(path, map50_per_epoch, minutes, args=None):
     history = [{"epoch": i + 1, "mAP50": v, "mAP": v / 2} for i, v in enumerate(map50_per_epoch)]
     epochs = [{"epoch": i + 1, "loss": 1.0, "train_minutes": minutes * (i + 1) / len(history)}
               for i in range(len(history))]
+    run = {"metrics": {"mAP50": map50_per_epoch[-1], "mAP": map50_per_epoch[-1] / 2},
+           "train_minutes": minutes, "history": history, "epochs": epochs}
+    if args is not None:
+        run["args"] = args
     with open(path, "w") as f:
-        json.dump({"metrics": {"mAP50": map50_per_epoch[-1], "mAP": map50_per_epoch[-1] / 2},
-                   "train_minutes": minutes, "history": history, "epochs": epochs}, f)
+        json.dump(run, f)
 
 
 def test_table_and_plot_say_which_detector_reaches_the_target_first(tmp_path):
@@ -56,3 +67,50 @@ def test_table_and_plot_say_which_detector_reaches_the_target_first(tmp_path):
     for colour in ((31, 119, 180), (255, 127, 14), (44, 160, 44)):
         assert np.sum(np.all(np.abs(pixels.astype(int) - colour) < 30, axis=-1)) > 200, colour
     assert not [name for name in os.listdir(tmp_path) if ".tmp" in name]
+
+
+def test_compare_passes_the_recipe_options_to_all_three_detectors_and_names_the_recipe(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    compare = load_compare()
+    commands = []
+
+    def fake_train(command, check):  # writes what train.py would, from the flags it was given
+        commands.append(command)
+        flag = {name: value for name, value in zip(command, command[1:]) if name.startswith("--")}
+        args = {"learning_rate": float(flag["--learning-rate"]), "backbone_learning_rate": 1e-4,
+                "lr_drop_epoch": int(flag["--lr-drop-epoch"]), "lr_drop_factor": 0.1,
+                "epochs": int(flag["--epochs"]), "seed": 0}
+        write_run(flag["--output"], [0.2, 0.4], 1.0, args=args)
+
+    monkeypatch.setattr(compare.subprocess, "run", fake_train)
+    monkeypatch.setattr(sys, "argv", ["compare.py", "--output-dir", str(tmp_path), "--epochs", "2",
+                                      "--learning-rate", "1e-3", "--lr-drop-epoch", "8"])
+    compare.main()
+    assert len(commands) == 3
+    for command in commands:
+        assert command[command.index("--learning-rate") + 1] == "1e-3"
+        assert command[command.index("--lr-drop-epoch") + 1] == "8"
+    table = (tmp_path / "comparison.md").read_text()
+    assert ("Recipe: learning rate 0.001 (backbone 0.0001), x0.1 after epoch 8, 2 epochs, seed 0 "
+            "(the same for every detector).") in table
+
+
+def test_lr_drop_epoch_multiplies_both_rates_once_that_many_epochs_are_done():
+    train = load_example("train")
+    assert train.step_learning_rate(1e-3, steps_per_epoch=128) == 1e-3  # no --lr-drop-epoch: constant
+    assert train.describe_schedule(1e-3) == {"constant": 1e-3}
+    schedule = train.step_learning_rate(1e-3, steps_per_epoch=128, drop_epoch=8, drop_factor=0.1)
+    assert train.describe_schedule(schedule) == {"boundaries": [8 * 128 - 1], "values": [1e-3, pytest.approx(1e-4)]}
+
+    inputs = keras.Input((8, 8, 3))
+    features = keras.Sequential([keras.layers.Conv2D(4, 3)], name="backbone")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(features))
+    optimizer = train.detr_optimizer(model, learning_rate=schedule, backbone_learning_rate=1e-4)
+    # The optimizer reads the schedule at its iteration count: the steps of epochs 1-8 are 0..1023.
+    for step, expected in ((0, 1e-3), (8 * 128 - 1, 1e-3), (8 * 128, 1e-4), (10 * 128 - 1, 1e-4)):
+        optimizer.iterations.assign(step)
+        assert float(keras.ops.convert_to_numpy(optimizer.learning_rate)) == pytest.approx(expected, rel=1e-6), step
+    assert optimizer.backbone_learning_rate_multiplier == pytest.approx(0.1)  # the backbone drops alike
+
+    with pytest.raises(ValueError, match="--lr-drop-epoch must be at least 1"):
+        train.step_learning_rate(1e-3, steps_per_epoch=128, drop_epoch=0)

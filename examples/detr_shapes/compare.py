@@ -2,9 +2,12 @@
 
     KERAS_BACKEND=jax python examples/detr_shapes/compare.py --output-dir detr_compare      # 30 epochs each
     KERAS_BACKEND=jax python examples/detr_shapes/compare.py --output-dir /tmp/c --epochs 2 --train-images 256
+    KERAS_BACKEND=jax python examples/detr_shapes/compare.py --output-dir c --epochs 10 --learning-rate 1e-3 \
+        --backbone-learning-rate 1e-4 --lr-drop-epoch 8       # 10x lower rates for the last 2 epochs
 
 Runs `train.py` once per detector (one process each, the same seed, data, backbone, transformer sizes,
-queries, optimizer and epochs), evaluating held-out COCO mAP after every epoch, then writes
+queries, optimizer and epochs; every option compare.py does not know, such as `--learning-rate`,
+`--lr-drop-epoch` or `--seed`, is passed to all three), evaluating held-out COCO mAP after every epoch, then writes
 `comparison.md` (mAP@0.5 and mAP per epoch, training minutes) and `comparison.png` (the curves) into
 the output directory. A detector whose `<name>.json` is already there is not trained again, so a
 killed comparison continues where it stopped (`--resume` is passed to the run that was cut; that
@@ -44,6 +47,16 @@ def first_epoch_reaching(history, key, target):
     return next((entry["epoch"] for entry in history if entry[key] >= target), None)
 
 
+def describe_recipe(args):
+    """One line for the table: the optimizer's rates and schedule, epochs and seed of a run (None without args)."""
+    if not args:
+        return None
+    drop = args.get("lr_drop_epoch")
+    schedule = f"x{args.get('lr_drop_factor', 0.1):g} after epoch {drop}" if drop else "constant"
+    return (f"learning rate {args['learning_rate']:g} (backbone {args['backbone_learning_rate']:g}), {schedule}, "
+            f"{args['epochs']} epochs, seed {args['seed']}")
+
+
 def write_table_and_plot(output_dir, target_map50, target_source):
     results = {}
     for name, (title, _) in RUNS.items():
@@ -51,6 +64,11 @@ def write_table_and_plot(output_dir, target_map50, target_source):
             results[title] = json.load(f)
     lines = []
     lines.append(f"Target: held-out mAP@0.5 {target_map50:.3f} ({target_source}).\n")
+    recipes = {describe_recipe(result.get("args")) for result in results.values()}
+    if recipes != {None}:
+        lines.append("Recipe: " + " | ".join(sorted(map(str, recipes)))
+                     + (" (the same for every detector)." if len(recipes) == 1 else " (NOT the same for every detector).")
+                     + "\n")  # fmt: skip
     lines += ["| detector | epochs | final mAP@0.5 | final mAP | first epoch at target | training minutes |",
               "|---|---|---|---|---|---|"]  # fmt: skip
     for title, result in results.items():
