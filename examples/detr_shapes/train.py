@@ -67,7 +67,6 @@ def step_learning_rate(learning_rate, steps_per_epoch, drop_epoch=None, drop_fac
         boundaries=[drop_epoch * steps_per_epoch - 1], values=[learning_rate, learning_rate * drop_factor])
 
 
-
 def describe_schedule(learning_rate):
     """The schedule as json: a constant rate, or PiecewiseConstantDecay's boundaries (optimizer steps) and values."""
     if isinstance(learning_rate, keras.optimizers.schedules.PiecewiseConstantDecay):
