@@ -15,6 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_vit.layers.dense import FusedBiasDense
+from keras_vit.layers.drop_path import dropped
+
 # Stands in for the logits of masked keys in the explicit path (selected with `where`, never added):
 # softmax gives such a key exactly 0 weight as long as one key of the row is real, whatever the logits.
 _MASKED_LOGIT = float(np.finfo("float32").min)
@@ -213,8 +216,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.attention_dropout = float(attention_dropout)
         self.dropout = float(dropout)
         self.scale = self.head_dim ** -0.5
-        self.qkv = keras.layers.Dense(3 * hidden_dim, use_bias=qkv_bias, dtype=self.dtype_policy, name="qkv")
-        self.proj = keras.layers.Dense(hidden_dim, dtype=self.dtype_policy, name="proj")
+        self.qkv = FusedBiasDense(3 * hidden_dim, use_bias=qkv_bias, dtype=self.dtype_policy, name="qkv")
+        self.proj = FusedBiasDense(hidden_dim, dtype=self.dtype_policy, name="proj")
         self.attention_drop = keras.layers.Dropout(attention_dropout, dtype=self.dtype_policy)
         self.proj_drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
@@ -235,7 +238,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         if record is not None:
             record.append((self, scores))
         x = ops.reshape(x, (-1, num_tokens, self.hidden_dim))
-        x = self.proj_drop(self.proj(x), training=training)
+        x = dropped(self.proj_drop, self.proj(x), training)
         if return_attention_scores:
             return x, scores
         return x

@@ -2,6 +2,9 @@
 
 import keras
 
+from keras_vit.layers.dense import FusedBiasDense
+from keras_vit.layers.drop_path import dropped
+
 
 @keras.saving.register_keras_serializable(package="keras_vit")
 class MLP(keras.layers.Layer):
@@ -24,8 +27,8 @@ class MLP(keras.layers.Layer):
         self.activation = activation
         self.dropout = float(dropout)
         self.use_bias = use_bias
-        self.fc1 = keras.layers.Dense(hidden_dim, use_bias=use_bias, dtype=self.dtype_policy, name="fc1")
-        self.fc2 = keras.layers.Dense(output_dim, use_bias=use_bias, dtype=self.dtype_policy, name="fc2")
+        self.fc1 = FusedBiasDense(hidden_dim, use_bias=use_bias, dtype=self.dtype_policy, name="fc1")
+        self.fc2 = FusedBiasDense(output_dim, use_bias=use_bias, dtype=self.dtype_policy, name="fc2")
         self.drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):
@@ -40,9 +43,9 @@ class MLP(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         x = self._activate(self.fc1(inputs))
-        x = self.drop(x, training=training)
+        x = dropped(self.drop, x, training)
         x = self.fc2(x)
-        return self.drop(x, training=training)
+        return dropped(self.drop, x, training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.output_dim,)
