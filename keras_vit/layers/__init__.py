@@ -1,5 +1,5 @@
 """Layers every family shares: patch embedding, tokens, position embedding and its
-resampling, the attention core, the Dense of the attention and MLP projections, MLP, DropPath, the encoder block, frozen BatchNorm and
+resampling, the attention core, MLP, DropPath, the encoder block, frozen BatchNorm and
 preprocessing. A family's own layers live in its package (`keras_vit.models.swin`, ...).
 
 Example:
@@ -14,7 +14,6 @@ import warnings
 
 from keras_vit.layers.attention import MultiHeadSelfAttention, scaled_dot_product_attention
 from keras_vit.layers.class_names import ClassNames
-from keras_vit.layers.dense import FusedBiasDense
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.encoder_block import TransformerEncoderBlock
 from keras_vit.layers.frozen_batch_norm import FrozenBatchNormalization

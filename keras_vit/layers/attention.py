@@ -15,7 +15,6 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vit.layers.dense import FusedBiasDense
 from keras_vit.layers.drop_path import dropped
 
 # Stands in for the logits of masked keys in the explicit path (selected with `where`, never added):
@@ -86,6 +85,23 @@ def _fused_path_applies(query, mask, dropout_active, return_scores):
     return True
 
 
+def _torch_attention(query, key, value, bias, scale):
+    """torch's fused attention on (B, N, heads, head_dim) views, as `keras.ops.dot_product_attention` runs it.
+
+    An exception to "only keras.ops inside call()", for speed only: Keras' PyTorch implementation
+    makes q, k and v contiguous in (B, heads, N, head_dim) before the kernel on CPU, three full
+    copies per layer (36 of a ViT-B/16 forward), although the kernel reads strided inputs; and the
+    kernel's output, transposed back, is already (B, N, heads, head_dim) in memory, so the reshape
+    that merges the heads copies nothing. Same kernel, same arguments: same results.
+    """
+    import torch
+
+    swapped = [torch.transpose(tensor, 1, 2) for tensor in (query, key, value)]
+    return torch.transpose(
+        torch.nn.functional.scaled_dot_product_attention(*swapped, attn_mask=bias, scale=scale), 1, 2
+    )
+
+
 def scaled_dot_product_attention(
     query, key, value, scale, bias=None, mask=None, dropout=None, training=None, return_scores=False
 ):
@@ -141,7 +157,10 @@ def scaled_dot_product_attention(
     if _fused_path_applies(query, mask, dropout_active, return_scores):
         if bias is not None:
             bias = ops.cast(bias, compute_dtype)
-        x = ops.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+        if mask is None and keras.backend.backend() == "torch":
+            x = _torch_attention(query, key, value, bias, scale)
+        else:
+            x = ops.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
         scores = None
     else:
         # The softmax dtype rule, for every family and policy: q k^T, the bias, the mask and the
@@ -216,8 +235,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.attention_dropout = float(attention_dropout)
         self.dropout = float(dropout)
         self.scale = self.head_dim ** -0.5
-        self.qkv = FusedBiasDense(3 * hidden_dim, use_bias=qkv_bias, dtype=self.dtype_policy, name="qkv")
-        self.proj = FusedBiasDense(hidden_dim, dtype=self.dtype_policy, name="proj")
+        self.qkv = keras.layers.Dense(3 * hidden_dim, use_bias=qkv_bias, dtype=self.dtype_policy, name="qkv")
+        self.proj = keras.layers.Dense(hidden_dim, dtype=self.dtype_policy, name="proj")
         self.attention_drop = keras.layers.Dropout(attention_dropout, dtype=self.dtype_policy)
         self.proj_drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 

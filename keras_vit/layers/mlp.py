@@ -2,7 +2,6 @@
 
 import keras
 
-from keras_vit.layers.dense import FusedBiasDense
 from keras_vit.layers.drop_path import dropped
 
 
@@ -27,8 +26,8 @@ class MLP(keras.layers.Layer):
         self.activation = activation
         self.dropout = float(dropout)
         self.use_bias = use_bias
-        self.fc1 = FusedBiasDense(hidden_dim, use_bias=use_bias, dtype=self.dtype_policy, name="fc1")
-        self.fc2 = FusedBiasDense(output_dim, use_bias=use_bias, dtype=self.dtype_policy, name="fc2")
+        self.fc1 = keras.layers.Dense(hidden_dim, use_bias=use_bias, dtype=self.dtype_policy, name="fc1")
+        self.fc2 = keras.layers.Dense(output_dim, use_bias=use_bias, dtype=self.dtype_policy, name="fc2")
         self.drop = keras.layers.Dropout(dropout, dtype=self.dtype_policy)
 
     def build(self, input_shape):

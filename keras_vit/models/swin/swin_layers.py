@@ -21,7 +21,6 @@ import numpy as np
 from keras import ops
 
 from keras_vit.layers.attention import attention_record, scaled_dot_product_attention, split_qkv
-from keras_vit.layers.dense import FusedBiasDense
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
@@ -222,8 +221,8 @@ class WindowAttention(keras.layers.Layer):
         self.num_relative_positions = (2 * self.window_size[0] - 1) * (2 * self.window_size[1] - 1)
         self.relative_position_index = relative_position_index(self.window_size).reshape(-1)
         policy = self.dtype_policy
-        self.qkv = FusedBiasDense(3 * self.hidden_dim, use_bias=qkv_bias, dtype=policy, name="qkv")
-        self.proj = FusedBiasDense(self.hidden_dim, dtype=policy, name="proj")
+        self.qkv = keras.layers.Dense(3 * self.hidden_dim, use_bias=qkv_bias, dtype=policy, name="qkv")
+        self.proj = keras.layers.Dense(self.hidden_dim, dtype=policy, name="proj")
         self.attention_drop = keras.layers.Dropout(attention_dropout, dtype=policy)
         self.proj_drop = keras.layers.Dropout(dropout, dtype=policy)
 

@@ -15,7 +15,6 @@ import keras
 from keras import ops
 
 from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
-from keras_vit.layers.dense import FusedBiasDense
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.patch_embedding import check_batch_not_empty
@@ -205,7 +204,7 @@ class PixelToPatchProjection(keras.layers.Layer):
         self.layer_norm_epsilon = float(layer_norm_epsilon)
         policy = self.dtype_policy
         self.norm1_proj = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=policy, name="norm1_proj")
-        self.proj = FusedBiasDense(hidden_dim, use_bias=use_bias, dtype=policy, name="proj")
+        self.proj = keras.layers.Dense(hidden_dim, use_bias=use_bias, dtype=policy, name="proj")
         self.norm2_proj = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, dtype=policy, name="norm2_proj")
 
     def build(self, input_shape):
@@ -266,9 +265,9 @@ class TNTAttention(keras.layers.Layer):
         self.dropout = float(dropout)
         self.scale = self.head_dim ** -0.5
         policy = self.dtype_policy
-        self.qk = FusedBiasDense(2 * hidden_dim, use_bias=qkv_bias, dtype=policy, name="qk")
-        self.v = FusedBiasDense(hidden_dim, use_bias=qkv_bias, dtype=policy, name="v")
-        self.proj = FusedBiasDense(hidden_dim, dtype=policy, name="proj")
+        self.qk = keras.layers.Dense(2 * hidden_dim, use_bias=qkv_bias, dtype=policy, name="qk")
+        self.v = keras.layers.Dense(hidden_dim, use_bias=qkv_bias, dtype=policy, name="v")
+        self.proj = keras.layers.Dense(hidden_dim, dtype=policy, name="proj")
         self.attention_drop = keras.layers.Dropout(attention_dropout, dtype=policy)
         self.proj_drop = keras.layers.Dropout(dropout, dtype=policy)
 
