@@ -128,6 +128,8 @@ def scaled_dot_product_attention(
     The fused path (`keras.ops.dot_product_attention`) runs unless scores are asked for,
     dropout is active in training, or the backend cannot run this case (see
     `_fused_path_applies`); the explicit path computes the same to about 1e-6 in float32.
+    On PyTorch without a mask the fused path calls torch's kernel itself (`_torch_attention`:
+    the same kernel, without the copies Keras makes of q, k and v).
 
     Example:
     >>> import numpy as np
