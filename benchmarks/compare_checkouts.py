@@ -74,7 +74,7 @@ def main(argv=None):
         process.stdin.write("quit\n")
         process.stdin.flush()
     medians = {name: statistics.median(values) for name, values in rates.items()}
-    print(f"median img/s: " + ", ".join(f"{name} {medians[name]:.2f}" for name in names))
+    print("median img/s: " + ", ".join(f"{name} {medians[name]:.2f}" for name in names))
     print(f"RATIO {args.mode} after/before = {medians['after'] / medians['before']:.3f}x; "
           f"before/timm = {medians['before'] / medians['timm']:.3f}x; after/timm = {medians['after'] / medians['timm']:.3f}x")
     print("per-round after/before: " + ", ".join(f"{a / b:.3f}" for a, b in zip(rates["after"], rates["before"])))
