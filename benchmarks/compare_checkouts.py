@@ -76,7 +76,8 @@ def main(argv=None):
     medians = {name: statistics.median(values) for name, values in rates.items()}
     print("median img/s: " + ", ".join(f"{name} {medians[name]:.2f}" for name in names))
     print(f"RATIO {args.mode} after/before = {medians['after'] / medians['before']:.3f}x; "
-          f"before/timm = {medians['before'] / medians['timm']:.3f}x; after/timm = {medians['after'] / medians['timm']:.3f}x")
+          f"before/timm = {medians['before'] / medians['timm']:.3f}x; "
+          f"after/timm = {medians['after'] / medians['timm']:.3f}x")
     print("per-round after/before: " + ", ".join(f"{a / b:.3f}" for a, b in zip(rates["after"], rates["before"])))
     print("per-round after/timm: " + ", ".join(f"{a / t:.3f}" for a, t in zip(rates["after"], rates["timm"])))
 
