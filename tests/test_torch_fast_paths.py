@@ -48,9 +48,17 @@ def test_dropped_skips_only_identity_calls():
     np.testing.assert_array_equal(trained, to_numpy(DropPath(0.5, seed=0)(X, training=True)))
 
 
-def test_block_and_mlp_still_drop_in_training():
-    block = TransformerEncoderBlock(hidden_dim=12, num_heads=2, mlp_dim=24, dropout=0.5, drop_path_rate=0.5, seed=0)
-    inference = to_numpy(block(X, training=False))
-    assert not np.allclose(to_numpy(block(X, training=True)), inference)
+def test_mlp_still_drops_in_training():
     mlp = MLP(hidden_dim=24, output_dim=12, dropout=0.5)
     assert not np.allclose(to_numpy(mlp(X, training=True)), to_numpy(mlp(X, training=False)))
+
+
+def test_block_calls_its_drop_path_only_in_training():
+    block = TransformerEncoderBlock(hidden_dim=12, num_heads=2, mlp_dim=24, drop_path_rate=0.5, seed=0)
+    block.build(X.shape)
+    calls = []
+    block.drop_path.call = lambda inputs, training=None: calls.append(training) or inputs  # identity, counted
+    block(X, training=False)
+    assert calls == []
+    block(X, training=True)
+    assert calls == [True, True]
