@@ -15,6 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_vit.layers.drop_path import dropped
+
 # Stands in for the logits of masked keys in the explicit path (selected with `where`, never added):
 # softmax gives such a key exactly 0 weight as long as one key of the row is real, whatever the logits.
 _MASKED_LOGIT = float(np.finfo("float32").min)
@@ -83,6 +85,23 @@ def _fused_path_applies(query, mask, dropout_active, return_scores):
     return True
 
 
+def _torch_attention(query, key, value, bias, scale):
+    """torch's fused attention on (B, N, heads, head_dim) views, as `keras.ops.dot_product_attention` runs it.
+
+    An exception to "only keras.ops inside call()", for speed only: Keras' PyTorch implementation
+    makes q, k and v contiguous in (B, heads, N, head_dim) before the kernel on CPU, three full
+    copies per layer (36 of a ViT-B/16 forward), although the kernel reads strided inputs; and the
+    kernel's output, transposed back, is already (B, N, heads, head_dim) in memory, so the reshape
+    that merges the heads copies nothing. Same kernel, same arguments: same results.
+    """
+    import torch
+
+    swapped = [torch.transpose(tensor, 1, 2) for tensor in (query, key, value)]
+    return torch.transpose(
+        torch.nn.functional.scaled_dot_product_attention(*swapped, attn_mask=bias, scale=scale), 1, 2
+    )
+
+
 def scaled_dot_product_attention(
     query, key, value, scale, bias=None, mask=None, dropout=None, training=None, return_scores=False
 ):
@@ -109,6 +128,8 @@ def scaled_dot_product_attention(
     The fused path (`keras.ops.dot_product_attention`) runs unless scores are asked for,
     dropout is active in training, or the backend cannot run this case (see
     `_fused_path_applies`); the explicit path computes the same to about 1e-6 in float32.
+    On PyTorch without a mask the fused path calls torch's kernel itself (`_torch_attention`:
+    the same kernel, without the copies Keras makes of q, k and v).
 
     Example:
     >>> import numpy as np
@@ -138,7 +159,10 @@ def scaled_dot_product_attention(
     if _fused_path_applies(query, mask, dropout_active, return_scores):
         if bias is not None:
             bias = ops.cast(bias, compute_dtype)
-        x = ops.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
+        if mask is None and keras.backend.backend() == "torch":
+            x = _torch_attention(query, key, value, bias, scale)
+        else:
+            x = ops.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
         scores = None
     else:
         # The softmax dtype rule, for every family and policy: q k^T, the bias, the mask and the
@@ -235,7 +259,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         if record is not None:
             record.append((self, scores))
         x = ops.reshape(x, (-1, num_tokens, self.hidden_dim))
-        x = self.proj_drop(self.proj(x), training=training)
+        x = dropped(self.proj_drop, self.proj(x), training)
         if return_attention_scores:
             return x, scores
         return x

@@ -3,7 +3,7 @@
 import keras
 
 from keras_vit.layers.attention import MultiHeadSelfAttention
-from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.drop_path import DropPath, dropped
 from keras_vit.layers.mlp import MLP
 
 
@@ -62,8 +62,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         attended = self.attn(self.norm1(inputs), training=training, return_attention_scores=return_attention_scores)
         if return_attention_scores:
             attended, scores = attended
-        x = inputs + self.drop_path(attended, training=training)
-        x = x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        # `dropped` skips the drop-path layer call where it is the identity (inference, rate 0).
+        x = inputs + dropped(self.drop_path, attended, training)
+        x = x + dropped(self.drop_path, self.mlp(self.norm2(x), training=training), training)
         if return_attention_scores:
             return x, scores
         return x

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_vit.layers.drop_path import dropped
+
 
 @keras.saving.register_keras_serializable(package="keras_vit")
 class MLP(keras.layers.Layer):
@@ -40,9 +42,9 @@ class MLP(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         x = self._activate(self.fc1(inputs))
-        x = self.drop(x, training=training)
+        x = dropped(self.drop, x, training)
         x = self.fc2(x)
-        return self.drop(x, training=training)
+        return dropped(self.drop, x, training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.output_dim,)
