@@ -4,6 +4,7 @@ import keras
 
 from keras_vit.layers.attention import MultiHeadSelfAttention
 from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.gradient_boundary import residual_gradient_boundary
 from keras_vit.layers.mlp import MLP
 
 
@@ -64,6 +65,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
             attended, scores = attended
         x = inputs + self.drop_path(attended, training=training)
         x = x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        x = residual_gradient_boundary(x)  # XLA:CPU would recompute the residual gradient chain otherwise
         if return_attention_scores:
             return x, scores
         return x
