@@ -4,6 +4,7 @@ import keras
 
 from keras_vit.layers.attention import MultiHeadSelfAttention
 from keras_vit.layers.drop_path import DropPath, dropped
+from keras_vit.layers.gradient_boundary import residual_gradient_boundary
 from keras_vit.layers.mlp import MLP
 
 
@@ -65,6 +66,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
         # `dropped` skips the drop-path layer call where it is the identity (inference, rate 0).
         x = inputs + dropped(self.drop_path, attended, training)
         x = x + dropped(self.drop_path, self.mlp(self.norm2(x), training=training), training)
+        x = residual_gradient_boundary(x)  # XLA:CPU would recompute the residual gradient chain otherwise
         if return_attention_scores:
             return x, scores
         return x

@@ -22,6 +22,7 @@ from keras import ops
 
 from keras_vit.layers.attention import attention_record, scaled_dot_product_attention, split_qkv
 from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.gradient_boundary import residual_gradient_boundary
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
 
@@ -419,7 +420,8 @@ class SwinBlock(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         x = inputs + self.drop_path(self._window_attention(self.norm1(inputs), training), training=training)
-        return x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        x = x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        return residual_gradient_boundary(x)  # XLA:CPU would recompute the residual gradient chain otherwise
 
     def compute_output_shape(self, input_shape):
         return input_shape

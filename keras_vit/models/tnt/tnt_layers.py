@@ -16,6 +16,7 @@ from keras import ops
 
 from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
 from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.gradient_boundary import residual_gradient_boundary
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.patch_embedding import check_batch_not_empty
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
@@ -432,7 +433,8 @@ class TNTBlock(keras.layers.Layer):
         patches = ops.concatenate([patches[:, :1], patches[:, 1:] + update], axis=1)
         patches = patches + self.drop_path(self.attn_out(self.norm_out(patches), training=training), training=training)
         patches = patches + self.drop_path(self.mlp(self.norm_mlp(patches), training=training), training=training)
-        return pixels, patches
+        # XLA:CPU would recompute both residual gradient chains otherwise.
+        return residual_gradient_boundary(pixels), residual_gradient_boundary(patches)
 
     def compute_output_shape(self, input_shape):
         pixel_shape, patch_shape = input_shape
