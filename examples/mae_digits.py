@@ -20,17 +20,17 @@ Per seed:
 Then a table over the seeds: mean and spread (standard deviation) and trainable parameters.
 
 Measured after the control row and the fix of the pretraining's steps per epoch (JAX,
-2-core CPU at load 7 to 17; every run and command in examples/MAE_RESULTS.md). Defaults,
-seeds 0 and 1: scratch 0.7389 / 0.7278, no pretraining sin-cos (the control) 0.8806 /
-0.8167, MAE + fine-tuning 0.8361 / 0.8139. MAE + fine-tuning beat scratch in every run
-(+0.8 to +27 points), but the control, MAE's fixed sine-cosine position table without any
-pretraining, does most of that: at 10% labels and 10 MAE epochs masked pretraining adds
-nothing (-4.45 and -0.28 points against the control). It helped with the fewest labels and
-longer pretraining only: 2% of the labels (26 images), 100 MAE epochs: +5.84 and +10.28
-points over the control (seeds 0 and 1), +13.89 with mask ratio 0.5 (seed 0); at 5% to 25%
-of the labels it was at or below the control in 7 of 9 runs. The first version's defect
-(linear probe and VPT at chance: a head on features that vary by under 1% across images)
-is fixed by BatchNorm before the head; see examples/MAE_RESULTS.md.
+2-core CPU at load 3 to 17; every run and command in examples/MAE_RESULTS.md). Defaults,
+seeds 0 1 2: scratch 0.7269 +- 0.0102, no pretraining sin-cos (the control) 0.8398 +- 0.0289,
+MAE + fine-tuning 0.8352 +- 0.0170. MAE + fine-tuning beat scratch in every run (+0.8 to
++29 points), but the control, MAE's fixed sine-cosine position table without any
+pretraining, does most of that: at the defaults masked pretraining adds nothing (MAE -
+control -0.46 +- 3.18 points, ahead in 1 of 3 seeds). What it takes: few labels and longer
+pretraining. With 2% of the labels (26 images) and 100 MAE epochs it is ahead of the
+control in 3 of 3 seeds, +8.89 +- 2.16 points; with 5% to 25% of the labels the gain is
+small and inconsistent (+1.11 +- 2.84 at 5%, 2 of 3). The first version's defect (linear
+probe and VPT at chance: a head on features that vary by under 1% across images) is fixed
+by BatchNorm before the head; see examples/MAE_RESULTS.md.
 
 Run (any backend):
     KERAS_BACKEND=jax python examples/mae_digits.py
