@@ -40,7 +40,6 @@ def test_scaled_dot_product_attention_fused_equals_explicit_on_views():
 
 def test_dropped_skips_only_identity_calls():
     drop = DropPath(0.5, seed=0)
-    assert drop.built  # never called at inference, still built (no weights)
     assert dropped(drop, X, training=False) is X
     assert dropped(DropPath(0.0), X, training=True) is X
     assert dropped(keras.layers.Dropout(0.0), X, training=True) is X

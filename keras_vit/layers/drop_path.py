@@ -28,8 +28,6 @@ class DropPath(keras.layers.Layer):
         self.rate = float(rate)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed) if rate > 0 else None
-        # No weights: built from the start, as keras.layers.Dropout is, also when `dropped` never calls it.
-        self.built = True
 
     def call(self, inputs, training=None):
         if not training or self.rate == 0.0:

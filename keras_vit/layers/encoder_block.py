@@ -55,6 +55,9 @@ class TransformerEncoderBlock(keras.layers.Layer):
         self.drop_path = DropPath(drop_path_rate, seed=seed, dtype=policy, name="drop_path")
 
     def build(self, input_shape):
+        # Not the drop path: it has no weights, and building it where `dropped` never calls it (inference)
+        # leaves every layer built, so a JAX predict() skips its symbolic build, which is where Keras checks
+        # the input shape before it purges the variables; an error after the purge leaves the model unusable.
         for layer in (self.norm1, self.attn, self.norm2, self.mlp):
             layer.build(input_shape)
         self.built = True

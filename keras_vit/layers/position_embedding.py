@@ -91,18 +91,26 @@ class PositionEmbedding(keras.layers.Layer):
 
     def build(self, inputs_shape, images_shape=None):
         input_shape = inputs_shape
-        if self.patch_size is None and input_shape[1] is not None and input_shape[1] != self.num_positions:
-            raise ValueError(
-                f"PositionEmbedding built for a {self.grid_size[0]}x{self.grid_size[1]} grid plus "
-                f"{self.num_prefix_tokens} prefix tokens ({self.num_positions} positions) got "
-                f"{input_shape[1]} tokens."
-            )
+        if self.patch_size is None:
+            self._check_token_count(input_shape[1])
         self.embedding = self.add_weight(
             shape=(1, self.num_positions, input_shape[-1]),
             initializer=keras.initializers.TruncatedNormal(stddev=0.02),
             name="embedding",
         )
         self.built = True
+
+    def _check_token_count(self, num_tokens):
+        """A fixed table fits one token count: anything else is images of another size (checked in `call`
+        too, since a built model's compiled predict on JAX calls layers without Keras' input check)."""
+        if num_tokens is not None and num_tokens != self.num_positions:
+            raise ValueError(
+                f"PositionEmbedding built for a {self.grid_size[0]}x{self.grid_size[1]} grid plus "
+                f"{self.num_prefix_tokens} prefix tokens ({self.num_positions} positions) got "
+                f"{num_tokens} tokens: the images are not the size the model was built for. Resize them to "
+                "it (keras_vit.load_image(image, model) does), wrap the model with keras_vit.with_image_resizing, "
+                "or build it with dynamic_image_size=True."
+            )
 
     def _patch_grid(self, images):
         """The (rows, columns) of patches of `images`: ints when known now, else tensors."""
@@ -141,6 +149,7 @@ class PositionEmbedding(keras.layers.Layer):
 
     def call(self, inputs, images=None):
         if self.patch_size is None:
+            self._check_token_count(inputs.shape[1])
             return inputs + ops.cast(self.embedding, inputs.dtype)
         if images is None:
             raise ValueError(f"{self.name}: a PositionEmbedding with patch_size is called as layer(tokens, images).")
