@@ -18,8 +18,9 @@ import subprocess
 import sys
 import tempfile
 
+from throughput import MESSAGE_PREFIX  # the workers' line protocol, defined once (stdlib-only import)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-MESSAGE_PREFIX = "@@RESULT "
 
 
 def start_worker(checkout, impl, args):
