@@ -418,6 +418,9 @@ class SwinBlock(keras.layers.Layer):
         self.attn.build((None, self.window_size[0] * self.window_size[1], self.hidden_dim))
         self.norm2.build(input_shape)
         self.mlp.build(input_shape)
+        # Built here because `dropped` may never call it (rate 0): an unbuilt layer makes Keras' train_on_batch
+        # rebuild the whole model symbolically at every step (10% of a Swin-T training step on PyTorch).
+        self.drop_path.build(input_shape)
         if self.attention_mask is not None:
             _constant_tensor(self, "attention_mask", self.attention_mask)
         self.built = True

@@ -414,6 +414,9 @@ class TNTBlock(keras.layers.Layer):
         self.pixel_to_patch.build(pixel_shape)
         for layer in (self.norm_out, self.attn_out, self.norm_mlp, self.mlp):
             layer.build(patch_shape)
+        # Built here because `dropped` may never call it (rate 0): an unbuilt layer makes Keras' train_on_batch
+        # rebuild the whole model symbolically at every step.
+        self.drop_path.build(patch_shape)
         self.built = True
 
     def _drop_pixel_branch(self, branch, training):
