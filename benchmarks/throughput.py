@@ -1,7 +1,7 @@
 """Inference and training throughput of keras_vit against the models a user would pick instead.
 
     KERAS_BACKEND=jax python benchmarks/throughput.py [--models vit_b16,deit_s16,swin_t,tnt_s16,detr_r50]
-        [--rounds 3] [--batch-size 8] [--output results.txt] [--quick] [--scaling]
+        [--rounds 3] [--batch-size 8] [--output results.txt] [--quick] [--scaling] [--torch-compile]
 
 Models (fp32): ViT-B/16, DeiT-S/16, Swin-T and TNT-S/16 at 224x224 (batch `--batch-size`, 8 by
 default) and DETR-R50 at 800x1066 (batch 1). Each is timed against its peers:
@@ -20,6 +20,12 @@ How it measures:
   `train_on_batch` with SGD(momentum 0.9) and cross-entropy (keras; DETR its own Hungarian loss) /
   forward, backward and `torch.optim.SGD(momentum=0.9)` step (torch). Keras uses its defaults for
   `jit_compile` (XLA on JAX and TensorFlow where supported, eager on PyTorch);
+- `--torch-compile` (PyTorch backend): our model is compiled with `model.compile(jit_compile=True)`
+  (Keras wraps its predict and train steps in `torch.compile`) and fed torch tensors (a NumPy batch
+  breaks the compiled graph at its first op, Keras' input conversion); keras-hub stays eager, its
+  default (with `jit_compile=True` it ran the tiny --quick ViT 160x slower than ours: not investigated);
+  timm runs twice, eager (`timm`) and `torch.compile(model)` (`timm-compiled`). The warm-up (compile)
+  time of every implementation is printed (`warmup s`);
 - each worker warms up (compiles) before its first timed round; a round is `--steps` calls; the
   result is the median over `--rounds` rounds; ratios are keras_vit img/s / peer img/s (>1: ours faster);
 - peak RSS is read after all inference rounds (inference peak) and after the training rounds;
@@ -117,8 +123,11 @@ def detr_targets_numpy(batch, seed=0):
     return boxes, labels
 
 
-def build_keras_runner(impl, model_key, size, batch, arch, quick):
-    """Returns (infer, train) closures for keras_vit or keras-hub on the current Keras backend."""
+def build_keras_runner(impl, model_key, size, batch, arch, quick, torch_compile=False):
+    """Returns (infer, train) closures for keras_vit or keras-hub on the current Keras backend.
+
+    `torch_compile`: `jit_compile=True` (torch.compile on the PyTorch backend) and torch tensor inputs.
+    """
     import keras
     import numpy as np
 
@@ -188,6 +197,13 @@ def build_keras_runner(impl, model_key, size, batch, arch, quick):
     compile_args = dict(optimizer=optimizer)
     if loss is not None:
         compile_args["loss"] = loss
+    if torch_compile:
+        compile_args["jit_compile"] = True
+        # Keras converts NumPy inputs inside the compiled step, where dynamo cannot trace
+        # `ndarray.dtype`: that graph break would leave the forward uncompiled. A user's fit() on
+        # a dataset feeds torch tensors already.
+        images = keras.ops.convert_to_tensor(images)
+        labels = keras.tree.map_structure(keras.ops.convert_to_tensor, labels)
     model.compile(**compile_args)
     parameters = int(sum(np.prod(v.shape) for v in model.weights))
 
@@ -225,6 +241,7 @@ def import_timm(timm_path):
 
 
 def build_torch_runner(impl, model_key, size, batch, arch, quick, timm_path):
+    """Returns (infer, train, parameters, note) for timm (eager), timm-compiled (torch.compile) or transformers."""
     import numpy as np
     import torch
 
@@ -233,7 +250,7 @@ def build_torch_runner(impl, model_key, size, batch, arch, quick, timm_path):
     images = torch.from_numpy(
         np.random.default_rng(0).uniform(0, 1, size=(batch, 3, height, width)).astype("float32"))
     labels = torch.arange(batch) % NUM_CLASSES
-    if impl == "timm":
+    if impl in ("timm", "timm-compiled"):
         timm, note = import_timm(timm_path)
         from timm.models import swin_transformer, tnt, vision_transformer
 
@@ -291,16 +308,20 @@ def build_torch_runner(impl, model_key, size, batch, arch, quick, timm_path):
         raise ValueError(impl)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     parameters = int(sum(p.numel() for p in model.parameters()))
+    module = model
+    if impl == "timm-compiled":
+        module = torch.compile(model)  # compiled on the first call of each mode (eval, train)
+        note += "; torch.compile(model) (default mode, inductor)"
 
     def infer():
         model.eval()
         with torch.inference_mode():
-            forward(model)
+            forward(module)
 
     def train():
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss_of(forward(model)).backward()
+        loss_of(forward(module)).backward()
         optimizer.step()
 
     return infer, train, parameters, note
@@ -324,8 +345,11 @@ def worker_main(args):
 
                 torch.set_num_threads(args.threads or os.cpu_count())
             infer, train, parameters = build_keras_runner(args.worker, args.model, size, args.batch, arch,
-                                                          args.quick)
+                                                          args.quick,
+                                                          torch_compile=args.torch_compile and args.worker == "keras_vit")
             note = f"keras {keras.__version__} {keras.backend.backend()}"
+            if args.torch_compile and args.worker == "keras_vit":
+                note += ", jit_compile=True (torch.compile), torch tensor inputs"
             if args.worker == "keras-hub":
                 import keras_hub
 
@@ -356,7 +380,9 @@ def worker_main(args):
         try:
             if mode not in warmed:
                 start = time.perf_counter()
-                for _ in range(2 if mode == "train" else 1):  # the first call compiles
+                # The first call compiles; under torch.compile the second training call compiles again
+                # (the gradients that were None on the first step exist now, a guard dynamo checks).
+                for _ in range(2 if mode == "train" else 1):
                     function()
                 warmed.add(mode)
                 warmup = time.perf_counter() - start
@@ -455,6 +481,8 @@ class Worker:
                    "--threads", str(args.threads)]
         if args.quick:
             command.append("--quick")
+        if args.torch_compile:
+            command.append("--torch-compile")
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
         env["PYTHONPATH"] = os.pathsep.join([REPO] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         self.log_path = os.path.join(log_dir, f"{model_key}-{impl}.log")
@@ -508,13 +536,15 @@ def run_once(mode, model_key, size, args, backend):
     return {"status": "error", "error": result.stderr[-1500:]}
 
 
-def peers_for(model_key, backend):
+def peers_for(model_key, backend, torch_compile=False):
     spec = MODELS[model_key]
     peers = []
     if spec["hub"]:
         peers.append("keras-hub")
     if backend == "torch":
         peers.append(spec["torch_peer"])
+        if torch_compile and spec["torch_peer"] == "timm":
+            peers.append("timm-compiled")
     return peers
 
 
@@ -567,7 +597,7 @@ def benchmark_models(args, backend, out, flops, limits):
         spec = MODELS[model_key]
         size = QUICK_SIZES.get(model_key, QUICK_SIZE) if args.quick else spec["size"]
         batch = spec["batch"] or args.batch_size
-        impls = ["keras_vit"] + peers_for(model_key, backend)
+        impls = ["keras_vit"] + peers_for(model_key, backend, args.torch_compile)
         out(f"\n{spec['label']} {size[0]}x{size[1]}, batch {batch}: {', '.join(impls)}")
         workers = []
         for impl in impls:  # started one after the other: the builds do not compete for the cores
@@ -579,6 +609,7 @@ def benchmark_models(args, backend, out, flops, limits):
                 continue
             worker.info = ready
             worker.times = {"infer": [], "train": []}
+            worker.warmup = {}
             worker.peak = {}
             out(f"  {impl}: {ready['parameters']:,} parameters, built in {ready['build_s']:.1f} s; {ready['note']}")
             workers.append(worker)
@@ -595,13 +626,15 @@ def benchmark_models(args, backend, out, flops, limits):
                         out(f"  {worker.impl} {mode}: failed: {worker.error}")
                         continue
                     worker.times[mode].append(reply["seconds"])
+                    if reply.get("warmup_s"):
+                        worker.warmup[mode] = reply["warmup_s"]
             for worker in workers:
                 if not worker.error:
                     worker.peak[mode] = worker.ask("rss").get("peak_rss_mib")
         results[model_key] = {}
         for worker in workers:
             entry = {"batch": batch, "size": size, "parameters": worker.info["parameters"], "note": worker.info["note"],
-                     "peak_rss_mib": worker.peak, "error": worker.error}
+                     "peak_rss_mib": worker.peak, "error": worker.error, "warmup_s": worker.warmup}
             for mode in ("infer", "train"):
                 times = worker.times[mode]
                 entry[mode] = batch * args.steps / median(times) if times else float("nan")
@@ -620,8 +653,10 @@ def fmt(value, digits=1):
 def report_models(results, flops, limit, out, heading="all models"):
     out(f"\n{heading}: img/s = median over rounds; RSS = peak resident memory of that implementation's own process")
     out("GFLOP/s = img/s x FLOPs per image (training: 3x the forward); 'of limit' = that / the f32 matmul limit")
+    out("warmup s = the untimed first call(s) before the timed rounds (inference: 1 call, training: 2), compiling included")
     out(f"{'model':<10} {'implementation':<13} {'infer img/s':>11} {'train img/s':>11} {'infer RSS MiB':>13} "
-        f"{'train RSS MiB':>13} {'infer GFLOP/s':>13} {'of limit':>8} {'train GFLOP/s':>13} {'of limit':>8}")
+        f"{'train RSS MiB':>13} {'infer GFLOP/s':>13} {'of limit':>8} {'train GFLOP/s':>13} {'of limit':>8} "
+        f"{'infer warmup s':>14} {'train warmup s':>14}")
     for model_key, by_impl in results.items():
         for impl, entry in by_impl.items():
             gflop = flops.get(model_key, float("nan"))
@@ -631,7 +666,9 @@ def report_models(results, flops, limit, out, heading="all models"):
                 f"{fmt(entry['peak_rss_mib'].get('infer', float('nan')), 0):>13} "
                 f"{fmt(entry['peak_rss_mib'].get('train', float('nan')), 0):>13} {fmt(achieved, 1):>13} "
                 f"{fmt(100 * achieved / limit, 0) + '%':>8} {fmt(achieved_train, 1):>13} "
-                f"{fmt(100 * achieved_train / limit, 0) + '%':>8}")
+                f"{fmt(100 * achieved_train / limit, 0) + '%':>8} "
+                f"{fmt(entry.get('warmup_s', {}).get('infer', float('nan')), 1):>14} "
+                f"{fmt(entry.get('warmup_s', {}).get('train', float('nan')), 1):>14}")
     out("ratios: keras_vit img/s / peer img/s (>1: keras_vit faster)")
     for model_key, by_impl in results.items():
         ours = by_impl.get("keras_vit")
@@ -720,6 +757,9 @@ def parse_args(argv=None):
     parser.add_argument("--matmul-size", type=int, default=4096)
     parser.add_argument("--matmul-repeats", type=int, default=5)
     parser.add_argument("--no-flops", action="store_true", help="skip the FLOP count")
+    parser.add_argument("--torch-compile", action="store_true",
+                        help="PyTorch backend: Keras models with jit_compile=True (torch.compile), and timm "
+                             "compiled too (timm-compiled) besides timm eager")
     # Internal: worker processes.
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -749,6 +789,9 @@ def main(argv=None):
     if args.worker:
         return worker_main(args)
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    if args.torch_compile and backend != "torch":
+        raise SystemExit(f"--torch-compile is for the PyTorch backend (KERAS_BACKEND=torch); this run is {backend}. "
+                         "On JAX and TensorFlow Keras compiles with XLA by default.")
     lines = []
 
     def out(text=""):
@@ -761,6 +804,9 @@ def main(argv=None):
     out(f"machine: {machine_description()}")
     out(f"backend: {backend}; versions: {versions(backend)}")
     out(f"threads: torch {args.threads or os.cpu_count()} intra-op; TensorFlow, XLA: their defaults (all cores)")
+    if args.torch_compile:
+        out("torch.compile: keras_vit jit_compile=True; keras-hub eager (its default); timm both eager and "
+            "torch.compile(model)")
     out(f"load average before: {load_average()}")
     out("weights: every implementation its own random initialization, same architecture (no weight copy)")
     if args.quick:

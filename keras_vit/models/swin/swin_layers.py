@@ -21,7 +21,7 @@ import numpy as np
 from keras import ops
 
 from keras_vit.layers.attention import attention_record, scaled_dot_product_attention, split_qkv
-from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.drop_path import DropPath, dropped
 from keras_vit.layers.gradient_boundary import residual_gradient_boundary
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.renamed_arguments import take_renamed_arguments
@@ -29,6 +29,29 @@ from keras_vit.layers.renamed_arguments import take_renamed_arguments
 # Argument names before the package's one vocabulary, still read from saved configurations.
 _RENAMED = {"dim": ("hidden_dim", None), "out_dim": ("output_dim", None)}
 MASK_VALUE = -100.0  # what the reference adds between tokens of different shifted regions (not -inf)
+
+
+def _constant_tensor(layer, name, array):
+    """`array` (a NumPy constant of `layer`) as a backend tensor; on PyTorch converted once and kept.
+
+    On JAX and TensorFlow the conversion happens while tracing, once per compiled function. On
+    PyTorch it would happen at every call, and under `torch.compile` (`jit_compile=True`) the
+    NumPy array breaks the graph (dynamo does not trace `ndarray.dtype`), cutting a Swin forward
+    into dozens of graphs; a tensor kept on the layer is one constant of the graph. Same values.
+    The layers call this in `build()` too, so that the first compiled call finds the tensors made.
+
+    Example:
+    >>> import numpy as np
+    >>> layer = keras.layers.Identity()
+    >>> keras.ops.convert_to_numpy(_constant_tensor(layer, "index", np.arange(3))).tolist()
+    [0, 1, 2]
+    """
+    if keras.backend.backend() != "torch":
+        return ops.convert_to_tensor(array)
+    cache = layer.__dict__.setdefault("_constant_tensors", {})
+    if name not in cache:
+        cache[name] = ops.convert_to_tensor(array)
+    return cache[name]
 
 
 def _pair(value):
@@ -240,6 +263,7 @@ class WindowAttention(keras.layers.Layer):
         )
         self.qkv.build(input_shape)
         self.proj.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
+        _constant_tensor(self, "relative_position_index", self.relative_position_index)
         self.built = True
 
     def resample_weight(self, variable, array):
@@ -263,7 +287,8 @@ class WindowAttention(keras.layers.Layer):
         """The (heads, N, N) bias added to the attention logits."""
         n = self.window_area
         table = ops.cast(self.relative_position_bias_table, self.compute_dtype)
-        bias = ops.take(table, ops.convert_to_tensor(self.relative_position_index), axis=0)  # (N*N, heads)
+        index = _constant_tensor(self, "relative_position_index", self.relative_position_index)
+        bias = ops.take(table, index, axis=0)  # (N*N, heads)
         return ops.transpose(ops.reshape(bias, (n, n, self.num_heads)), (2, 0, 1))
 
     def call(self, inputs, attention_mask=None, training=None):
@@ -288,7 +313,7 @@ class WindowAttention(keras.layers.Layer):
             x, scores = x
             record.append((self, scores))  # (B * num_windows, heads, N, N), windows batch-major
         x = ops.reshape(x, (-1, n, self.hidden_dim))
-        return self.proj_drop(self.proj(x), training=training)
+        return dropped(self.proj_drop, self.proj(x), training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.hidden_dim,)
@@ -393,6 +418,11 @@ class SwinBlock(keras.layers.Layer):
         self.attn.build((None, self.window_size[0] * self.window_size[1], self.hidden_dim))
         self.norm2.build(input_shape)
         self.mlp.build(input_shape)
+        # Built here because `dropped` may never call it (rate 0): an unbuilt layer makes Keras' train_on_batch
+        # rebuild the whole model symbolically at every step (10% of a Swin-T training step on PyTorch).
+        self.drop_path.build(input_shape)
+        if self.attention_mask is not None:
+            _constant_tensor(self, "attention_mask", self.attention_mask)
         self.built = True
 
     def _check_shape(self, input_shape):
@@ -410,7 +440,8 @@ class SwinBlock(keras.layers.Layer):
         if self.padding != (0, 0):
             x = ops.pad(x, ((0, 0), (0, self.padding[0]), (0, self.padding[1]), (0, 0)))
         windows = window_partition(x, self.window_size)
-        windows = self.attn(windows, attention_mask=self.attention_mask, training=training)
+        mask = None if self.attention_mask is None else _constant_tensor(self, "attention_mask", self.attention_mask)
+        windows = self.attn(windows, attention_mask=mask, training=training)
         x = window_merge(windows, self.window_size, *self.padded_resolution)
         if self.padding != (0, 0):
             x = x[:, :height, :width, :]
@@ -419,8 +450,9 @@ class SwinBlock(keras.layers.Layer):
         return x
 
     def call(self, inputs, training=None):
-        x = inputs + self.drop_path(self._window_attention(self.norm1(inputs), training), training=training)
-        x = x + self.drop_path(self.mlp(self.norm2(x), training=training), training=training)
+        # `dropped`: no layer call where the drop path is the identity (PyTorch eager pays each call's Python).
+        x = inputs + dropped(self.drop_path, self._window_attention(self.norm1(inputs), training), training)
+        x = x + dropped(self.drop_path, self.mlp(self.norm2(x), training=training), training)
         return residual_gradient_boundary(x)  # XLA:CPU would recompute the residual gradient chain otherwise
 
     def compute_output_shape(self, input_shape):

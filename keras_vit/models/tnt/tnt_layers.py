@@ -15,7 +15,7 @@ import keras
 from keras import ops
 
 from keras_vit.layers.attention import attention_record, scaled_dot_product_attention
-from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.drop_path import DropPath, dropped
 from keras_vit.layers.gradient_boundary import residual_gradient_boundary
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.patch_embedding import check_batch_not_empty
@@ -304,7 +304,7 @@ class TNTAttention(keras.layers.Layer):
             # Folded as computed: (B * leading..., heads, T, T).
             record.append((self, scores))
         x = ops.reshape(x, (-1, num_tokens, self.hidden_dim))
-        x = self.proj_drop(self.proj(x), training=training)
+        x = dropped(self.proj_drop, self.proj(x), training)
         x = ops.reshape(x, (-1,) + tuple(leading[1:]) + (num_tokens, self.hidden_dim))
         if return_attention_scores:
             scores = ops.reshape(scores, (-1,) + tuple(leading[1:]) + (self.num_heads, num_tokens, num_tokens))
@@ -414,6 +414,9 @@ class TNTBlock(keras.layers.Layer):
         self.pixel_to_patch.build(pixel_shape)
         for layer in (self.norm_out, self.attn_out, self.norm_mlp, self.mlp):
             layer.build(patch_shape)
+        # Built here because `dropped` may never call it (rate 0): an unbuilt layer makes Keras' train_on_batch
+        # rebuild the whole model symbolically at every step.
+        self.drop_path.build(patch_shape)
         self.built = True
 
     def _drop_pixel_branch(self, branch, training):
@@ -431,8 +434,9 @@ class TNTBlock(keras.layers.Layer):
         )
         update = self.pixel_to_patch(pixels)
         patches = ops.concatenate([patches[:, :1], patches[:, 1:] + update], axis=1)
-        patches = patches + self.drop_path(self.attn_out(self.norm_out(patches), training=training), training=training)
-        patches = patches + self.drop_path(self.mlp(self.norm_mlp(patches), training=training), training=training)
+        # `dropped`: no layer call where the drop path is the identity (PyTorch eager pays each call's Python).
+        patches = patches + dropped(self.drop_path, self.attn_out(self.norm_out(patches), training=training), training)
+        patches = patches + dropped(self.drop_path, self.mlp(self.norm_mlp(patches), training=training), training)
         # XLA:CPU would recompute both residual gradient chains otherwise.
         return residual_gradient_boundary(pixels), residual_gradient_boundary(patches)
 
