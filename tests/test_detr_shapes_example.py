@@ -114,3 +114,53 @@ def test_lr_drop_epoch_multiplies_both_rates_once_that_many_epochs_are_done():
 
     with pytest.raises(ValueError, match="--lr-drop-epoch must be at least 1"):
         train.step_learning_rate(1e-3, steps_per_epoch=128, drop_epoch=0)
+
+
+
+
+def recipe_args(**flags):
+    import argparse
+
+    defaults = {"learning_rate": 1e-3, "backbone_learning_rate": 1e-4, "epochs": 10, "lr_drop_epoch": None,
+                "lr_drop_factor": 0.1, "warmup_epochs": 0.0, "cosine": False, "seed": 0, "image_size": 16,
+                "train_images": 2, "val_images": 2, "tune_images": 2}  # fmt: skip
+    return argparse.Namespace(**{**defaults, **flags})
+
+
+def test_warmup_and_cosine_shape_both_rates_and_the_json_records_them():
+    train = load_example("train")
+    rate = lambda schedule, step: float(keras.ops.convert_to_numpy(schedule(step)))  # noqa: E731
+    warmup = train.recipe_learning_rate(recipe_args(warmup_epochs=1), steps_per_epoch=4)
+    assert [rate(warmup, s) for s in (0, 1, 3, 39)] == pytest.approx([2.5e-4, 5e-4, 1e-3, 1e-3])
+    cosine = train.recipe_learning_rate(recipe_args(warmup_epochs=1, cosine=True), steps_per_epoch=4)
+    assert [rate(cosine, s) for s in (3, 4 + 18, 40)] == pytest.approx([1e-3, 5e-4, 0.0], abs=1e-9)
+    assert train.describe_schedule(cosine) == {"learning_rate": 1e-3, "warmup_steps": 4, "total_steps": 40,
+                                               "cosine": True}  # fmt: skip
+    assert train.recipe_learning_rate(recipe_args(), steps_per_epoch=4) == 1e-3  # no flags: constant
+
+    # The backbone keeps its 1/10 through the warmup (detr_optimizer scales a schedule by backbone / schedule(0)).
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(3, name="backbone")(inputs)))
+    args = recipe_args(warmup_epochs=1)
+    optimizer = train.detr_optimizer(model, learning_rate=warmup, backbone_learning_rate=train.backbone_rate_for(warmup, args))
+    assert optimizer.backbone_learning_rate_multiplier == 0.1
+
+    with pytest.raises(ValueError, match="--lr-drop-epoch is a step schedule of its own"):
+        train.recipe_learning_rate(recipe_args(lr_drop_epoch=8, cosine=True), steps_per_epoch=4)
+    with pytest.raises(ValueError, match="--warmup-epochs must be >= 0"):
+        train.recipe_learning_rate(recipe_args(warmup_epochs=-1), steps_per_epoch=4)
+    with pytest.raises(ValueError, match="more steps"):
+        train.recipe_learning_rate(recipe_args(epochs=1, warmup_epochs=1, cosine=True), steps_per_epoch=4)
+
+
+def test_tuning_images_are_their_own_split_and_val_images_0_leaves_the_held_out_set_out():
+    train = load_example("train")
+    shapes = train.make_shapes_dataset
+    training, held_out, tuning = train.shapes_splits(recipe_args())
+    np.testing.assert_array_equal(tuning["images"], shapes(2, 16, 3, seed=0, start=2 * 10**6)["images"])
+    np.testing.assert_array_equal(held_out["images"], shapes(2, 16, 3, seed=0, start=10**6)["images"])
+    assert not np.array_equal(tuning["images"], held_out["images"])
+    assert not np.array_equal(tuning["images"], training["images"])
+    # Disjoint ranges: training 0.., held-out 1,000,000.., tuning 2,000,000..
+    assert 4096 <= train.HELD_OUT_START and train.HELD_OUT_START + 10**6 <= train.TUNE_START
+    assert train.shapes_splits(recipe_args(val_images=0, tune_images=0))[1:] == (None, None)

@@ -52,6 +52,19 @@ def test_weight_decay_uses_each_variables_rate_and_clipping_is_global():
     assert restored.backbone_learning_rate_multiplier == pytest.approx(0.1)
 
 
+def test_a_schedule_starting_at_a_constant_rate_gives_the_backbone_the_same_multiplier():
+    # schedule(0) reads back in float32 (1e-3 -> 1.0000000475e-3): an unrounded ratio would be 0.09999999525,
+    # another float32 factor than 0.1, and the two recipes would part ways after a few hundred steps.
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(3, name="backbone")(inputs)))
+    for rate, backbone_rate in ((1e-3, 1e-4), (5e-4, 5e-5), (2e-3, 1e-4)):
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay([100], [rate, rate / 10])
+        constant = detr_optimizer(model, learning_rate=rate, backbone_learning_rate=backbone_rate)
+        scheduled = detr_optimizer(model, learning_rate=schedule, backbone_learning_rate=backbone_rate)
+        assert scheduled.backbone_learning_rate_multiplier == constant.backbone_learning_rate_multiplier
+        assert constant.backbone_learning_rate_multiplier == backbone_rate / rate
+
+
 def test_detr_optimizer_needs_a_backbone_layer():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))

@@ -492,16 +492,16 @@ def prepare_detection_dataset(
     min_scale, max_scale = (float(s) for s in scale_range)
     if not 0 < min_scale <= max_scale <= 1:
         raise ValueError(f"scale_range must satisfy 0 < low <= high <= 1 (the padded size is fixed); got {scale_range}.")
-    generator = tf.random.Generator.from_seed(0 if seed is None else seed) if training else None
+    seed = 0 if seed is None else int(seed)
 
-    def prepare(index, example):
+    def prepare(index, example, draw_seed=None):
         # Pad and check the targets as given, before augmentation moves them.
         targets = _pad_example_targets(
             example["boxes"], tf.cast(example["labels"], tf.int32), max_boxes, num_classes, index
         )
         image, scale = example["image"], 1.0
         if training:
-            random = generator.uniform((2,))
+            random = tf.random.stateless_uniform((2,), seed=tf.stack([draw_seed, tf.cast(index, tf.int64)]))
             if horizontal_flip:
                 flip = random[0] < 0.5
                 image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
@@ -513,6 +513,13 @@ def prepare_detection_dataset(
     dataset = dataset.enumerate()  # numbered before shuffling, so that an error names the example
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    # The random generator is shared state: map serially when training to stay deterministic.
-    dataset = dataset.map(prepare, num_parallel_calls=None if training else tf.data.AUTOTUNE)
+        # The augmentation draws are a pure function of (the example's number, a random int64 from a stream that
+        # restarts with a new seed for every pass): no random state is shared between iterators, so an iterator
+        # started and dropped (a peek at one batch, whose prefetch runs on in the background) cannot shift the
+        # draws of the next pass by a timing-dependent amount, as a shared tf.random.Generator did.
+        draw_seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+        dataset = tf.data.Dataset.zip(dataset, draw_seeds).map(
+            lambda numbered, draw_seed: prepare(*numbered, draw_seed), num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        dataset = dataset.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

@@ -82,7 +82,9 @@ def detr_optimizer(
     trainable variables get `backbone_learning_rate`, every other variable `learning_rate`.
     `clipnorm` clips the global norm of all gradients together (torch's `clip_grad_norm_`).
     `learning_rate` may be a schedule; the backbone then follows the same schedule scaled by
-    `backbone_learning_rate / learning_rate(0)`.
+    `backbone_learning_rate / learning_rate(0)` (the ratio rounded to 6 significant digits, as a
+    float32 rate has no more: a schedule starting at 1e-3 with a backbone at 1e-4 gets 0.1, as a
+    constant 1e-3 does).
 
     Returns a `BackboneAdamW`.
 
@@ -115,9 +117,13 @@ def detr_optimizer(
             f"detr_optimizer: backbone variables share their paths with other variables ({sorted(shared)[:3]}), "
             "so they cannot be told apart; give the layers unique names."
         )
+    # A schedule's first rate reads back in float32 (1e-3 as 1.0000000475e-3): rounded to 6 significant
+    # digits, the ratio is the one a constant rate gives (0.1, not 0.09999999525), so a schedule that starts
+    # at a constant recipe's rates trains exactly as that recipe until it changes the rate.
+    multiplier = float(f"{float(backbone_learning_rate) / base_rate:.6g}")
     return BackboneAdamW(
         learning_rate=learning_rate,
-        backbone_learning_rate_multiplier=float(backbone_learning_rate) / base_rate,
+        backbone_learning_rate_multiplier=multiplier,
         backbone_variable_paths=backbone_paths,
         weight_decay=weight_decay,
         global_clipnorm=clipnorm,
