@@ -124,3 +124,13 @@ def test_a_model_that_takes_camera_frames_keeps_its_names(vit):
     assert keras_vit.get_class_names(camera)[3] == "digit 3"
     direct = to_numpy(vit.predict_on_batch(to_numpy(ResizeAndCenterCrop(32)(frame))))
     np.testing.assert_allclose(to_numpy(camera.predict_on_batch(frame)), direct, atol=1e-5)
+
+
+def test_wrong_size_photo_on_a_built_swin_is_one_clear_error():
+    swin = keras_vit.SwinTransformer(image_size=32, patch_size=4, window_size=4, hidden_dim=16, depths=(1,),
+                                     num_heads=(2,), num_classes=5)
+    swin.predict_on_batch(np.zeros((1, 32, 32, 3), "float32"))  # every layer built: JAX skips Keras' input check
+    # Keras' own check names both shapes; where it is skipped, the first block's check says to resize.
+    wrong_size = r"expected shape=\(None, 32, 32, 3\), found shape=\(1, 48, 48, 3\)|Resize them"
+    with pytest.raises(ValueError, match=wrong_size):
+        swin.predict(np.zeros((1, 48, 48, 3), "float32"), verbose=0)

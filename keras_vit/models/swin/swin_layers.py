@@ -429,7 +429,8 @@ class SwinBlock(keras.layers.Layer):
         if tuple(input_shape[1:3]) != self.input_resolution or input_shape[-1] != self.hidden_dim:
             raise ValueError(
                 f"SwinBlock {self.name} was made for maps of {self.input_resolution + (self.hidden_dim,)} "
-                f"(height, width, channels), got {tuple(input_shape[1:])}."
+                f"(height, width, channels), got {tuple(input_shape[1:])}: are the images the size the model "
+                "was built for? Resize them (keras_vit.load_image, keras_vit.with_image_resizing)."
             )
 
     def _window_attention(self, x, training):
@@ -450,6 +451,8 @@ class SwinBlock(keras.layers.Layer):
         return x
 
     def call(self, inputs, training=None):
+        # Checked here too: a built model's compiled predict on JAX skips the symbolic build's checks.
+        self._check_shape(inputs.shape)
         # `dropped`: no layer call where the drop path is the identity (PyTorch eager pays each call's Python).
         x = inputs + dropped(self.drop_path, self._window_attention(self.norm1(inputs), training), training)
         x = x + dropped(self.drop_path, self.mlp(self.norm2(x), training=training), training)
