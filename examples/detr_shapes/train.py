@@ -23,9 +23,9 @@ from the training images 0.. and the held-out images 1,000,000..), not on the he
 
 import argparse
 import json
+import math
 import os
 import shutil
-import math
 import time
 
 import keras
