@@ -93,6 +93,10 @@ def test_compare_passes_the_recipe_options_to_all_three_detectors_and_names_the_
     table = (tmp_path / "comparison.md").read_text()
     assert ("Recipe: learning rate 0.001 (backbone 0.0001), x0.1 after epoch 8, 2 epochs, seed 0 "
             "(the same for every detector).") in table
+    warmup_cosine = {"learning_rate": 2e-3, "backbone_learning_rate": 2e-4, "warmup_epochs": 1, "cosine": True,
+                     "epochs": 10, "seed": 1}  # fmt: skip
+    assert compare.describe_recipe(warmup_cosine) == ("learning rate 0.002 (backbone 0.0002), 1-epoch linear warmup, "
+                                                      "cosine decay, 10 epochs, seed 1")  # fmt: skip
 
 
 def test_lr_drop_epoch_multiplies_both_rates_once_that_many_epochs_are_done():
@@ -138,11 +142,10 @@ def test_warmup_and_cosine_shape_both_rates_and_the_json_records_them():
                                                "cosine": True}  # fmt: skip
     assert train.recipe_learning_rate(recipe_args(), steps_per_epoch=4) == 1e-3  # no flags: constant
 
-    # The backbone keeps its 1/10 through the warmup (detr_optimizer scales a schedule by backbone / schedule(0)).
+    # The backbone keeps its 1/10 through the warmup: the multiplier is given, not read from schedule(0).
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(3, name="backbone")(inputs)))
-    args = recipe_args(warmup_epochs=1)
-    optimizer = train.detr_optimizer(model, learning_rate=warmup, backbone_learning_rate=train.backbone_rate_for(warmup, args))
+    optimizer = train.detr_optimizer(model, learning_rate=warmup, backbone_learning_rate_multiplier=1e-4 / 1e-3)
     assert optimizer.backbone_learning_rate_multiplier == 0.1
 
     with pytest.raises(ValueError, match="--lr-drop-epoch is a step schedule of its own"):

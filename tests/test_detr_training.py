@@ -65,6 +65,18 @@ def test_a_schedule_starting_at_a_constant_rate_gives_the_backbone_the_same_mult
         assert constant.backbone_learning_rate_multiplier == backbone_rate / rate
 
 
+def test_backbone_multiplier_given_or_read_from_a_rate_but_not_both():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(3, name="backbone")(inputs)))
+    assert detr_optimizer(model).backbone_learning_rate_multiplier == 0.1  # DETR's recipe
+    warmup = keras.optimizers.schedules.CosineDecay(0.0, 100, warmup_target=1e-3, warmup_steps=10)
+    assert detr_optimizer(model, learning_rate=warmup, backbone_learning_rate_multiplier=0.25).backbone_learning_rate_multiplier == 0.25
+    with pytest.raises(ValueError, match="not both"):
+        detr_optimizer(model, backbone_learning_rate=1e-5, backbone_learning_rate_multiplier=0.1)
+    with pytest.raises(ValueError, match="starts at rate 0.*backbone_learning_rate_multiplier"):
+        detr_optimizer(model, learning_rate=warmup, backbone_learning_rate=1e-4)
+
+
 def test_detr_optimizer_needs_a_backbone_layer():
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Dense(2)(inputs))

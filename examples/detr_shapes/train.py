@@ -138,14 +138,6 @@ def describe_schedule(learning_rate):
     return {"constant": float(learning_rate)}
 
 
-def backbone_rate_for(learning_rate, args):
-    """The backbone rate to give `detr_optimizer`, which scales a schedule by `backbone / schedule(0)`:
-    a warmup starts below the peak, so the backbone rate is scaled alike to keep backbone/peak."""
-    if isinstance(learning_rate, WarmupCosineSchedule):
-        return args.backbone_learning_rate * float(keras.ops.convert_to_numpy(learning_rate(0))) / args.learning_rate
-    return args.backbone_learning_rate
-
-
 def shapes_splits(args):
     """Training, held-out and tuning images: disjoint index ranges of the seed's stream (None when 0 images)."""
     def split(count, start):
@@ -223,7 +215,9 @@ def main():
     steps_per_epoch = args.train_images // args.batch_size  # the training batches drop the remainder
     learning_rate = recipe_learning_rate(args, steps_per_epoch)
     optimizer = detr_optimizer(
-        model, learning_rate=learning_rate, backbone_learning_rate=backbone_rate_for(learning_rate, args),
+        model, learning_rate=learning_rate,
+        # The backbone follows the schedule (warmup, cosine or drop) at this fixed fraction of its rate.
+        backbone_learning_rate_multiplier=args.backbone_learning_rate / args.learning_rate,
         weight_decay=1e-4, clipnorm=0.1,
     )  # fmt: skip
     # The matching runs on the host (scipy): no XLA on TensorFlow.

@@ -68,23 +68,54 @@ class BackboneAdamW(ScaledAdamW):
         return config
 
 
+def _backbone_multiplier(learning_rate, backbone_learning_rate, backbone_learning_rate_multiplier):
+    """The backbone's rate as a fraction of `learning_rate`, from whichever of the two arguments was given."""
+    if backbone_learning_rate is not None and backbone_learning_rate_multiplier is not None:
+        raise ValueError(
+            "detr_optimizer: give backbone_learning_rate or backbone_learning_rate_multiplier, not both "
+            f"(got {backbone_learning_rate} and {backbone_learning_rate_multiplier})."
+        )
+    if backbone_learning_rate_multiplier is not None:
+        return float(backbone_learning_rate_multiplier)
+    if backbone_learning_rate is None:
+        return 0.1
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        base_rate = float(ops.convert_to_numpy(learning_rate(0)))
+        if base_rate == 0:
+            raise ValueError(
+                "detr_optimizer: the schedule starts at rate 0, so backbone_learning_rate cannot be read as a "
+                "fraction of it; give backbone_learning_rate_multiplier (e.g. 0.1) instead."
+            )
+    else:
+        base_rate = float(learning_rate)
+    # A schedule's first rate reads back in float32 (1e-3 as 1.0000000475e-3): rounded to 6 significant
+    # digits, the ratio is the one a constant rate gives (0.1, not 0.09999999525), so a schedule that starts
+    # at a constant recipe's rates trains exactly as that recipe until it changes the rate.
+    return float(f"{float(backbone_learning_rate) / base_rate:.6g}")
+
+
 def detr_optimizer(
     model,
     learning_rate=1e-4,
-    backbone_learning_rate=1e-5,
+    backbone_learning_rate=None,
     weight_decay=1e-4,
     clipnorm=0.1,
     backbone_layer_name="backbone",
+    backbone_learning_rate_multiplier=None,
 ):
     """DETR's training recipe: AdamW, the backbone at its own rate, gradients clipped by global norm.
 
     The backbone is the layer named `backbone_layer_name` (searched through nested models); its
-    trainable variables get `backbone_learning_rate`, every other variable `learning_rate`.
-    `clipnorm` clips the global norm of all gradients together (torch's `clip_grad_norm_`).
-    `learning_rate` may be a schedule; the backbone then follows the same schedule scaled by
-    `backbone_learning_rate / learning_rate(0)` (the ratio rounded to 6 significant digits, as a
-    float32 rate has no more: a schedule starting at 1e-3 with a backbone at 1e-4 gets 0.1, as a
-    constant 1e-3 does).
+    trainable variables learn at `backbone_learning_rate_multiplier` times the rate of every other
+    variable (`learning_rate`). Give either the multiplier or `backbone_learning_rate` (a rate, read as
+    `backbone_learning_rate / learning_rate`); with neither, the backbone learns at 1/10 of the rate
+    (DETR's recipe). `clipnorm` clips the global norm of all gradients together (torch's `clip_grad_norm_`).
+
+    `learning_rate` may be a schedule; the backbone follows it, scaled by the multiplier. With a schedule,
+    `backbone_learning_rate` is read against the schedule's first rate, `learning_rate(0)` (the ratio
+    rounded to 6 significant digits, as a float32 rate has no more: a schedule starting at 1e-3 with a
+    backbone at 1e-4 gets 0.1, as a constant 1e-3 does); for a schedule that does not start at its peak
+    (a warmup), give `backbone_learning_rate_multiplier` instead.
 
     Returns a `BackboneAdamW`.
 
@@ -96,6 +127,11 @@ def detr_optimizer(
     >>> opt = detr_optimizer(model)
     >>> opt.backbone_variable_paths
     ['backbone/conv2d/bias', 'backbone/conv2d/kernel']
+    >>> opt.backbone_learning_rate_multiplier
+    0.1
+    >>> warmup = keras.optimizers.schedules.CosineDecay(0.0, 1000, warmup_target=1e-3, warmup_steps=100)
+    >>> detr_optimizer(model, learning_rate=warmup, backbone_learning_rate_multiplier=0.1).backbone_learning_rate_multiplier
+    0.1
     """
     backbone = _find_layer(model, backbone_layer_name)
     if backbone is None:
@@ -105,10 +141,7 @@ def detr_optimizer(
         )
     if not model.built:
         raise ValueError("detr_optimizer: build the model first (call it once) so its variables exist.")
-    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
-        base_rate = float(ops.convert_to_numpy(learning_rate(0)))
-    else:
-        base_rate = float(learning_rate)
+    multiplier = _backbone_multiplier(learning_rate, backbone_learning_rate, backbone_learning_rate_multiplier)
     backbone_paths = [v.path for v in backbone.trainable_variables]
     backbone_ids = {id(v) for v in backbone.trainable_variables}
     shared = {v.path for v in model.trainable_variables if id(v) not in backbone_ids} & set(backbone_paths)
@@ -117,10 +150,6 @@ def detr_optimizer(
             f"detr_optimizer: backbone variables share their paths with other variables ({sorted(shared)[:3]}), "
             "so they cannot be told apart; give the layers unique names."
         )
-    # A schedule's first rate reads back in float32 (1e-3 as 1.0000000475e-3): rounded to 6 significant
-    # digits, the ratio is the one a constant rate gives (0.1, not 0.09999999525), so a schedule that starts
-    # at a constant recipe's rates trains exactly as that recipe until it changes the rate.
-    multiplier = float(f"{float(backbone_learning_rate) / base_rate:.6g}")
     return BackboneAdamW(
         learning_rate=learning_rate,
         backbone_learning_rate_multiplier=multiplier,
