@@ -51,8 +51,11 @@ def describe_recipe(args):
     """One line for the table: the optimizer's rates and schedule, epochs and seed of a run (None without args)."""
     if not args:
         return None
-    drop = args.get("lr_drop_epoch")
-    schedule = f"x{args.get('lr_drop_factor', 0.1):g} after epoch {drop}" if drop else "constant"
+    drop, warmup, cosine = args.get("lr_drop_epoch"), args.get("warmup_epochs", 0), args.get("cosine", False)
+    steps = [f"{warmup:g}-epoch linear warmup"] if warmup else []
+    steps += ["cosine decay"] if cosine else []
+    steps += [f"x{args.get('lr_drop_factor', 0.1):g} after epoch {drop}"] if drop else []
+    schedule = ", ".join(steps) or "constant"
     return (f"learning rate {args['learning_rate']:g} (backbone {args['backbone_learning_rate']:g}), {schedule}, "
             f"{args['epochs']} epochs, seed {args['seed']}")
 
