@@ -15,6 +15,9 @@ under TensorFlow XLA (`jit_compile=True`), JAX `jit`, and runs eagerly in PyTorc
 Work per batch element is O(k^2 n) for k matched pairs out of n = max(rows, cols).
 """
 
+import functools
+
+import keras
 from keras import ops
 
 
@@ -141,6 +144,22 @@ def linear_sum_assignment(cost, row_mask=None, col_mask=None):
     >>> ops.convert_to_numpy(query_for_target).tolist()
     [[2, -1]]
     """
+    if keras.backend.backend() == "jax":
+        # One compiled program per shape: called eagerly, JAX would trace and compile each loop and run every
+        # op around them on its own (seconds per call); inside a jitted step this is an inlined nested call.
+        return _jax_solver()(cost, row_mask, col_mask)
+    return _solve(cost, row_mask, col_mask)
+
+
+@functools.cache
+def _jax_solver():
+    import jax
+
+    return jax.jit(_solve)
+
+
+def _solve(cost, row_mask, col_mask):
+    """`linear_sum_assignment` in plain `keras.ops`."""
     cost = ops.convert_to_tensor(cost)
     if len(cost.shape) not in (2, 3):
         raise ValueError(f"cost must be (rows, cols) or (batch, rows, cols), got shape {tuple(cost.shape)}.")
