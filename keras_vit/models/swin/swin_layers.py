@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vit.layers.attention import attention_record, scaled_dot_product_attention, split_qkv
+from keras_vit.layers.attention import attention_record, heads_first_attention, split_qkv_heads_first
 from keras_vit.layers.drop_path import DropPath, dropped
 from keras_vit.layers.gradient_boundary import residual_gradient_boundary
 from keras_vit.layers.mlp import MLP
@@ -293,26 +293,25 @@ class WindowAttention(keras.layers.Layer):
 
     def call(self, inputs, attention_mask=None, training=None):
         n, heads = self.window_area, self.num_heads
-        q, k, v = split_qkv(self.qkv(inputs), n, heads, self.head_dim)  # (B * num_windows, N, heads, head_dim)
+        # Heads-first q, k, v (one transpose of the fused projection) straight into batched matmuls; the
+        # (num_windows, heads, N, N) bias is added per window position by broadcasting, not copied per window.
+        q, k, v = split_qkv_heads_first(self.qkv(inputs), n, heads, self.head_dim)  # (B * num_windows, heads, N, hd)
         bias = ops.expand_dims(self.relative_position_bias(), 0)  # (1, heads, N, N)
+        groups = None
         if attention_mask is not None:
-            # Windows are batch-major, so window w of image b is row b * num_windows + w: the
-            # (num_windows, heads, N, N) bias repeats once per image.
+            # Windows are batch-major, so window w of image b is row b * num_windows + w.
             mask = ops.cast(ops.convert_to_tensor(attention_mask), bias.dtype)
-            num_windows = mask.shape[0]
-            bias = bias + ops.expand_dims(mask, 1)
-            num_images = ops.shape(inputs)[0] // num_windows
-            bias = ops.broadcast_to(ops.expand_dims(bias, 0), (num_images, num_windows, heads, n, n))
-            bias = ops.reshape(bias, (-1, heads, n, n))
+            groups = mask.shape[0]
+            bias = bias + ops.expand_dims(mask, 1)  # (num_windows, heads, N, N)
         record = attention_record()
-        x = scaled_dot_product_attention(
-            q, k, v, self.scale, bias=bias, dropout=self.attention_drop, training=training,
+        x = heads_first_attention(
+            q, k, v, self.scale, bias=bias, bias_groups=groups, dropout=self.attention_drop, training=training,
             return_scores=record is not None,
         )
         if record is not None:
             x, scores = x
             record.append((self, scores))  # (B * num_windows, heads, N, N), windows batch-major
-        x = ops.reshape(x, (-1, n, self.hidden_dim))
+        x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, n, self.hidden_dim))
         return dropped(self.proj_drop, self.proj(x), training)
 
     def compute_output_shape(self, input_shape):
