@@ -300,7 +300,9 @@ class WindowAttention(keras.layers.Layer):
         n, heads = self.window_area, self.num_heads
         # Heads-first q, k, v (one transpose of the fused projection) straight into batched matmuls; the
         # (num_windows, heads, N, N) bias is added per window position by broadcasting, not copied per window.
-        q, k, v = split_qkv_heads_first(self.qkv(inputs), n, heads, self.head_dim)  # (B * num_windows, heads, N, hd)
+        # The Dense layers see 2-D rows (free reshapes), as in `MLP.call`: fused matmul + bias on TensorFlow.
+        qkv = self.qkv(ops.reshape(inputs, (-1, inputs.shape[-1])))
+        q, k, v = split_qkv_heads_first(qkv, n, heads, self.head_dim)  # (B * num_windows, heads, N, head_dim)
         bias = ops.expand_dims(self.relative_position_bias(), 0)  # (1, heads, N, N)
         groups = None
         if attention_mask is not None:
@@ -316,8 +318,8 @@ class WindowAttention(keras.layers.Layer):
         if record is not None:
             x, scores = x
             record.append((self, scores))  # (B * num_windows, heads, N, N), windows batch-major
-        x = ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, n, self.hidden_dim))
-        return dropped(self.proj_drop, self.proj(x), training)
+        x = self.proj(ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, self.hidden_dim)))
+        return ops.reshape(dropped(self.proj_drop, x, training), (-1, n, self.hidden_dim))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.hidden_dim,)
