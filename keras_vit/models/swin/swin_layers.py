@@ -2,9 +2,9 @@
 
 Everything works on channels-last feature maps (B, H, W, C) with static H and W,
 so that the relative-position index and the shifted-window mask are NumPy
-constants built once. The cyclic shift is written as two static slices and a
-concatenation (no `roll`), and windows are cut with reshapes and 4-D transposes,
-so an exported model needs only TFLite builtin ops.
+constants built once. The cyclic shift is written as slices and a concatenation
+(no `roll`), and windows are cut with reshapes and 4-D transposes, so an exported
+model needs only TFLite builtin ops.
 
 The layout and numerics follow timm's `swin_transformer.py` (see
 /work/shared/PARITY.md): LayerNorm epsilon 1e-5, exact GELU, mask value -100.0,
@@ -207,8 +207,9 @@ class WindowAttention(keras.layers.Layer):
     `relative_position_bias_table` has ((2wh - 1)(2ww - 1), heads) entries and is
     gathered with the constant `relative_position_index`. One fused `qkv` Dense
     laid out [q | k | v], each head-major, as in timm. Heads attend through
-    `keras_vit.layers.attention.scaled_dot_product_attention`, with the bias and
-    the mask added to the logits. `dim=` is the old name of `hidden_dim`.
+    `keras_vit.layers.attention.heads_first_attention` (q, k and v split heads-first
+    from the fused projection), with the bias and the mask added to the logits, the
+    mask per window position by broadcasting. `dim=` is the old name of `hidden_dim`.
 
     Example:
     >>> import numpy as np
