@@ -1,7 +1,6 @@
 """The transformer feed-forward block."""
 
 import keras
-from keras import ops
 
 from keras_vit.layers.drop_path import dropped
 
@@ -42,18 +41,10 @@ class MLP(keras.layers.Layer):
         return keras.activations.get(self.activation)(x)
 
     def call(self, inputs, training=None):
-        # The dense layers see 2-D rows (a free reshape): on TensorFlow a matmul of a 2-D input is fused
-        # with its bias and the GELU into one oneDNN kernel, while a 3-D/4-D input goes through
-        # Tensordot with separate BiasAdd and GELU ops (13% of a Swin-T forward). Same numbers.
-        leading = [size if size is not None else ops.shape(inputs)[i] for i, size in enumerate(inputs.shape[:-1])]
-        if leading and inputs.shape[0] is None and all(size is not None for size in inputs.shape[1:-1]):
-            leading[0] = -1  # a static reshape for the usual case: only the batch size unknown
-        x = ops.reshape(inputs, (-1, inputs.shape[-1]))
-        x = self._activate(self.fc1(x))
+        x = self._activate(self.fc1(inputs))
         x = dropped(self.drop, x, training)
         x = self.fc2(x)
-        x = dropped(self.drop, x, training)
-        return ops.reshape(x, tuple(leading) + (self.output_dim,))
+        return dropped(self.drop, x, training)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.output_dim,)
