@@ -423,8 +423,8 @@ class SwinBlock(keras.layers.Layer):
         self._check_shape(input_shape)
         self.norm1.build(input_shape)
         self.attn.build((None, self.window_size[0] * self.window_size[1], self.hidden_dim))
-        self.norm2.build((None, self.hidden_dim))  # called on 2-D rows (see call)
-        self.mlp.build((None, self.hidden_dim))
+        self.norm2.build(input_shape)  # called on 2-D rows too (see call): same weights
+        self.mlp.build(input_shape)
         # Built here because `dropped` may never call it (rate 0): an unbuilt layer makes Keras' train_on_batch
         # rebuild the whole model symbolically at every step (10% of a Swin-T training step on PyTorch).
         self.drop_path.build(input_shape)
@@ -462,13 +462,15 @@ class SwinBlock(keras.layers.Layer):
         self._check_shape(inputs.shape)
         # `dropped`: no layer call where the drop path is the identity (PyTorch eager pays each call's Python).
         x = inputs + dropped(self.drop_path, self._window_attention(self.norm1(inputs), training), training)
-        # The MLP runs on 2-D rows (free reshapes): on TensorFlow a Dense of a 2-D input is one oneDNN matmul fused
-        # with its bias (and fc1's GELU), a 4-D input goes through Tensordot with separate BiasAdd and GELU ops
-        # (13% of a Swin-T forward). The drop path acts per image, so it comes after the reshape back.
-        rows = ops.reshape(x, (-1, self.hidden_dim))
-        branch = self.mlp(self.norm2(rows), training=training)
-        branch = ops.reshape(branch, (-1, *self.input_resolution, self.hidden_dim))
-        x = x + dropped(self.drop_path, branch, training)
+        if training:
+            x = x + dropped(self.drop_path, self.mlp(self.norm2(x), training=training), training)
+        else:
+            # Inference runs the MLP on 2-D rows (free reshapes): TensorFlow then fuses each Dense's matmul with
+            # its bias and fc1's GELU into one oneDNN kernel (a 4-D input goes through Tensordot with separate
+            # BiasAdd and GELU ops: 13% of a Swin-T forward). Not in training, where the fused matmul (without
+            # the GELU, whose input the gradient needs) measured slower than Tensordot's. Same values either way.
+            rows = self.mlp(self.norm2(ops.reshape(x, (-1, self.hidden_dim))))
+            x = x + ops.reshape(rows, (-1, *self.input_resolution, self.hidden_dim))
         return residual_gradient_boundary(x)  # XLA:CPU would recompute the residual gradient chain otherwise
 
     def compute_output_shape(self, input_shape):
