@@ -279,3 +279,93 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             }
         )
         return config
+
+
+def split_qkv_heads_first(qkv, num_tokens, num_heads, head_dim):
+    """q, k, v, each (B, heads, N, head_dim), from a fused (B, N, 3 * heads * head_dim) projection.
+
+    The same [q | k | v], head-major layout as `split_qkv`, with the heads moved in front of
+    the tokens by one transpose of the fused tensor (rather than one per q, k and v), which is
+    the layout `heads_first_attention`'s batched matmuls take without further copies. The
+    parts are split off axis 0 (SPLIT and RESHAPE in TFLite, no axis-dropping STRIDED_SLICE).
+
+    Example:
+    >>> import numpy as np
+    >>> qkv = np.arange(2 * 5 * 12, dtype="float32").reshape(2, 5, 12)
+    >>> q, k, v = split_qkv_heads_first(qkv, 5, num_heads=2, head_dim=2)
+    >>> tuple(q.shape), float(keras.ops.convert_to_numpy(k)[0, 0, 0, 0])
+    ((2, 2, 5, 2), 4.0)
+    """
+    qkv = ops.reshape(qkv, (-1, num_tokens, 3, num_heads, head_dim))
+    qkv = ops.transpose(qkv, (2, 0, 3, 1, 4))  # (3, B, heads, N, head_dim)
+    return tuple(ops.reshape(part, (-1, num_heads, num_tokens, head_dim)) for part in ops.split(qkv, 3, axis=0))
+
+
+def heads_first_attention(
+    query, key, value, scale, bias=None, bias_groups=None, dropout=None, training=None, return_scores=False
+):
+    """softmax(scale * q k^T + bias) v, on (batch, heads, tokens, head_dim) tensors, as batched matmuls.
+
+    For attention over many small windows (Swin), where the tokens-first layout of
+    `scaled_dot_product_attention` costs a transpose of q, k and v per layer and a per-row copy
+    of the bias: here q, k and v come heads-first (`split_qkv_heads_first`) and go straight into
+    the matmuls, and a bias shared by groups of rows is added by broadcasting.
+
+    Args:
+        query, key, value: (B, heads, N, head_dim).
+        scale: the factor of the logits, usually head_dim ** -0.5.
+        bias: optional additive bias. Without `bias_groups`: broadcastable to (B, heads, Nq, Nk).
+            With `bias_groups=G`: (G, heads, Nq, Nk), where B = images * G and row b takes
+            bias b % G (Swin's windows are batch-major: one mask per window position).
+        bias_groups: see `bias`.
+        dropout: optional `keras.layers.Dropout` applied to the attention weights.
+        training: whether dropout is active.
+        return_scores: also return the softmax weights (B, heads, Nq, Nk), before dropout.
+
+    Returns:
+        (B, heads, Nq, head_dim) in the dtype of `query`; with `return_scores`, also the weights.
+
+    The dtype rule of `scaled_dot_product_attention` holds: logits, bias and softmax in float32,
+    the weights cast back to the compute dtype for weights @ v. On PyTorch (no dropout, no
+    scores) torch's fused kernel runs, on the heads-first views as they are.
+
+    Example:
+    >>> import numpy as np
+    >>> q = np.random.default_rng(0).normal(size=(4, 2, 5, 3)).astype("float32")
+    >>> mask = np.zeros((2, 1, 5, 5), "float32")
+    >>> out, scores = heads_first_attention(q, q, q, 0.5, bias=mask, bias_groups=2, return_scores=True)
+    >>> tuple(out.shape), tuple(scores.shape)
+    ((4, 2, 5, 3), (4, 2, 5, 5))
+    """
+    query = ops.convert_to_tensor(query)
+    compute_dtype = query.dtype
+    key = ops.cast(key, compute_dtype)
+    value = ops.cast(value, compute_dtype)
+    heads, num_queries, num_keys = query.shape[1], query.shape[2], key.shape[2]
+    dropout_active = bool(training) and dropout is not None and getattr(dropout, "rate", 0.0) > 0
+    if keras.backend.backend() == "torch" and not (dropout_active or return_scores):
+        import torch
+
+        if bias is not None:
+            bias = ops.cast(bias, compute_dtype)
+            if bias_groups is not None:
+                # torch's kernel takes one bias per row: the per-group bias repeated over the images.
+                bias = bias.unsqueeze(0).expand(query.shape[0] // bias_groups, *bias.shape)
+                bias = bias.reshape(-1, heads, num_queries, num_keys)
+        return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scale)
+    q = ops.cast(query, "float32") * scale  # on q rather than on the larger logits
+    logits = ops.matmul(q, ops.swapaxes(ops.cast(key, "float32"), -1, -2))  # (B, heads, Nq, Nk)
+    if bias is not None:
+        bias = ops.cast(bias, "float32")
+        if bias_groups is not None:
+            # (images, G, heads, Nq, Nk) + (G, heads, Nq, Nk): one broadcast add, no per-row copy of the bias.
+            logits = ops.reshape(logits, (-1, bias_groups, heads, num_queries, num_keys)) + bias
+            logits = ops.reshape(logits, (-1, heads, num_queries, num_keys))
+        else:
+            logits = logits + bias
+    scores = ops.cast(ops.softmax(logits, axis=-1), compute_dtype)
+    weights = dropout(scores, training=training) if dropout_active else scores
+    x = ops.matmul(weights, value)
+    if return_scores:
+        return x, scores
+    return x

@@ -2,9 +2,9 @@
 
 Everything works on channels-last feature maps (B, H, W, C) with static H and W,
 so that the relative-position index and the shifted-window mask are NumPy
-constants built once. The cyclic shift is written as two static slices and a
-concatenation (no `roll`), and windows are cut with reshapes and 4-D transposes,
-so an exported model needs only TFLite builtin ops.
+constants built once. The cyclic shift is written as slices and a concatenation
+(no `roll`), and windows are cut with reshapes and 4-D transposes, so an exported
+model needs only TFLite builtin ops.
 
 The layout and numerics follow timm's `swin_transformer.py` (see
 /work/shared/PARITY.md): LayerNorm epsilon 1e-5, exact GELU, mask value -100.0,
@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vit.layers.attention import attention_record, scaled_dot_product_attention, split_qkv
+from keras_vit.layers.attention import attention_record, heads_first_attention, split_qkv_heads_first
 from keras_vit.layers.drop_path import DropPath, dropped
 from keras_vit.layers.gradient_boundary import residual_gradient_boundary
 from keras_vit.layers.mlp import MLP
@@ -103,7 +103,7 @@ def window_merge(windows, window_size, height, width):
 
 
 def cyclic_shift(x, shift):
-    """`roll(x, shift, axis=(1, 2))` as static slices and concatenations.
+    """`roll(x, shift, axis=(1, 2))` as slices and concatenations.
 
     `shift` is a (rows, columns) pair; negative values move content up/left,
     as `torch.roll(x, (-s, -s), (1, 2))` does in the reference. Written without a
@@ -121,11 +121,16 @@ def cyclic_shift(x, shift):
         amount = amount % size
         if amount == 0:
             continue
-        # roll by +a: the last a entries come first.
-        if axis == 1:
-            x = ops.concatenate([x[:, size - amount :], x[:, : size - amount]], axis=1)
-        else:
-            x = ops.concatenate([x[:, :, size - amount :], x[:, :, : size - amount]], axis=2)
+        # roll by +a: the last a entries come first. `ops.slice`, not `x[:, a:]`: on TensorFlow the gradient
+        # of a Slice is one Pad, that of a StridedSlice a StridedSliceGrad that took 9% of a Swin-T training
+        # step; TFLite gets SLICE either way, which XNNPACK runs.
+        sizes = [ops.shape(x)[0]] + list(x.shape[1:])
+        starts = [0, 0, 0, 0]
+        sizes[axis], starts[axis] = amount, size - amount
+        last = ops.slice(x, list(starts), list(sizes))
+        sizes[axis], starts[axis] = size - amount, 0
+        rest = ops.slice(x, list(starts), list(sizes))
+        x = ops.concatenate([last, rest], axis=axis)
     return x
 
 
@@ -202,8 +207,9 @@ class WindowAttention(keras.layers.Layer):
     `relative_position_bias_table` has ((2wh - 1)(2ww - 1), heads) entries and is
     gathered with the constant `relative_position_index`. One fused `qkv` Dense
     laid out [q | k | v], each head-major, as in timm. Heads attend through
-    `keras_vit.layers.attention.scaled_dot_product_attention`, with the bias and
-    the mask added to the logits. `dim=` is the old name of `hidden_dim`.
+    `keras_vit.layers.attention.heads_first_attention` (q, k and v split heads-first
+    from the fused projection), with the bias and the mask added to the logits, the
+    mask per window position by broadcasting. `dim=` is the old name of `hidden_dim`.
 
     Example:
     >>> import numpy as np
@@ -293,27 +299,28 @@ class WindowAttention(keras.layers.Layer):
 
     def call(self, inputs, attention_mask=None, training=None):
         n, heads = self.window_area, self.num_heads
-        q, k, v = split_qkv(self.qkv(inputs), n, heads, self.head_dim)  # (B * num_windows, N, heads, head_dim)
+        # Heads-first q, k, v (one transpose of the fused projection) straight into batched matmuls; the
+        # (num_windows, heads, N, N) bias is added per window position by broadcasting, not copied per window.
+        # The Dense layers see 2-D rows (free reshapes), as the block's MLP: fused matmul + bias on TensorFlow.
+        qkv = self.qkv(ops.reshape(inputs, (-1, inputs.shape[-1])))
+        q, k, v = split_qkv_heads_first(qkv, n, heads, self.head_dim)  # (B * num_windows, heads, N, head_dim)
         bias = ops.expand_dims(self.relative_position_bias(), 0)  # (1, heads, N, N)
+        groups = None
         if attention_mask is not None:
-            # Windows are batch-major, so window w of image b is row b * num_windows + w: the
-            # (num_windows, heads, N, N) bias repeats once per image.
+            # Windows are batch-major, so window w of image b is row b * num_windows + w.
             mask = ops.cast(ops.convert_to_tensor(attention_mask), bias.dtype)
-            num_windows = mask.shape[0]
-            bias = bias + ops.expand_dims(mask, 1)
-            num_images = ops.shape(inputs)[0] // num_windows
-            bias = ops.broadcast_to(ops.expand_dims(bias, 0), (num_images, num_windows, heads, n, n))
-            bias = ops.reshape(bias, (-1, heads, n, n))
+            groups = mask.shape[0]
+            bias = bias + ops.expand_dims(mask, 1)  # (num_windows, heads, N, N)
         record = attention_record()
-        x = scaled_dot_product_attention(
-            q, k, v, self.scale, bias=bias, dropout=self.attention_drop, training=training,
+        x = heads_first_attention(
+            q, k, v, self.scale, bias=bias, bias_groups=groups, dropout=self.attention_drop, training=training,
             return_scores=record is not None,
         )
         if record is not None:
             x, scores = x
             record.append((self, scores))  # (B * num_windows, heads, N, N), windows batch-major
-        x = ops.reshape(x, (-1, n, self.hidden_dim))
-        return dropped(self.proj_drop, self.proj(x), training)
+        x = self.proj(ops.reshape(ops.transpose(x, (0, 2, 1, 3)), (-1, self.hidden_dim)))
+        return ops.reshape(dropped(self.proj_drop, x, training), (-1, n, self.hidden_dim))
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.hidden_dim,)
@@ -416,7 +423,7 @@ class SwinBlock(keras.layers.Layer):
         self._check_shape(input_shape)
         self.norm1.build(input_shape)
         self.attn.build((None, self.window_size[0] * self.window_size[1], self.hidden_dim))
-        self.norm2.build(input_shape)
+        self.norm2.build(input_shape)  # called on 2-D rows too (see call): same weights
         self.mlp.build(input_shape)
         # Built here because `dropped` may never call it (rate 0): an unbuilt layer makes Keras' train_on_batch
         # rebuild the whole model symbolically at every step (10% of a Swin-T training step on PyTorch).
@@ -455,7 +462,15 @@ class SwinBlock(keras.layers.Layer):
         self._check_shape(inputs.shape)
         # `dropped`: no layer call where the drop path is the identity (PyTorch eager pays each call's Python).
         x = inputs + dropped(self.drop_path, self._window_attention(self.norm1(inputs), training), training)
-        x = x + dropped(self.drop_path, self.mlp(self.norm2(x), training=training), training)
+        if training:
+            x = x + dropped(self.drop_path, self.mlp(self.norm2(x), training=training), training)
+        else:
+            # Inference runs the MLP on 2-D rows (free reshapes): TensorFlow then fuses each Dense's matmul with
+            # its bias and fc1's GELU into one oneDNN kernel (a 4-D input goes through Tensordot with separate
+            # BiasAdd and GELU ops: 13% of a Swin-T forward). Not in training, where the fused matmul (without
+            # the GELU, whose input the gradient needs) measured slower than Tensordot's. Same values either way.
+            rows = self.mlp(self.norm2(ops.reshape(x, (-1, self.hidden_dim))))
+            x = x + ops.reshape(rows, (-1, *self.input_resolution, self.hidden_dim))
         return residual_gradient_boundary(x)  # XLA:CPU would recompute the residual gradient chain otherwise
 
     def compute_output_shape(self, input_shape):
