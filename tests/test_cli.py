@@ -45,6 +45,10 @@ def test_train_end_to_end(tmp_path):
     path = re.search(r"Model saved to: (.+)", out).group(1).strip()
     # Saved under saved_models/ of the working directory by default.
     assert path == str(tmp_path / "saved_models" / "vit_custom_digits.keras")
+    # The .tflite files sit next to the .keras file, with the dataset's class names in labels files.
+    for stem in ("vit_custom_digits", "vit_custom_digits_int8"):
+        assert (tmp_path / "saved_models" / f"{stem}.tflite").exists()
+        assert (tmp_path / "saved_models" / f"{stem}.labels.txt").read_text().split() == [str(d) for d in range(10)]
     model = keras.saving.load_model(path)
     assert model.input_shape == (None, 16, 16, 3) and model.output_shape == (None, 10)
     images = np.random.default_rng(0).uniform(0, 255, (2, 16, 16, 3)).astype("float32")
@@ -53,19 +57,17 @@ def test_train_end_to_end(tmp_path):
 
 def test_train_in_process_to_a_chosen_path(tmp_path, capsys):
     output = tmp_path / "out" / "model.keras"
+    # The export is checked by the subprocess test above; here the saved model and its accuracy.
     status = main(["train", "--epochs", "1", "--limit", "64", "--batch-size", "32", "--progress", "none",
-                   "--output", str(output), *TINY])
+                   "--no-export", "--output", str(output), *TINY])
     assert status == 0 and output.exists()
     out = capsys.readouterr().out
     assert f"Model saved to: {output}" in out
     accuracy = float(re.search(r"Test accuracy: ([0-9.]+)", out).group(1))
     model = keras.saving.load_model(str(output))
-    # The model keeps the dataset's class names, and the .tflite files get them in labels files.
-    import keras_vit
-
+    # The model keeps the dataset's class names.
     assert keras_vit.get_class_names(model) == tuple(str(digit) for digit in range(10))
-    for stem in ("model", "model_int8"):
-        assert (output.parent / f"{stem}.labels.txt").read_text().split() == [str(digit) for digit in range(10)]
+    assert not list(output.parent.glob("*.tflite"))  # --no-export
     # The printed accuracy is the saved model's accuracy on the test split.
     from keras_vit.data import digits_dataset
 

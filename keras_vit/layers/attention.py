@@ -1,12 +1,14 @@
 """The attention core every family calls, and ViT's multi-head self-attention.
 
-`scaled_dot_product_attention` is the one place where heads attend: the fused
-`keras.ops.dot_product_attention` where it applies, an explicit path that also
-returns the softmax weights, one softmax dtype rule, additive biases and boolean
-masks. Each family's attention layer keeps only its projections and its bias or
-mask (ViT: none; Swin: relative position bias and shifted-window mask; DETR: key
-padding mask; TNT: none, with separate qk and v projections).
-"""
+Heads attend in one of two entry points: `scaled_dot_product_attention` on
+tokens-first (batch, tokens, heads, head_dim) tensors (ViT, DeiT, TNT, DETR), with
+the fused `keras.ops.dot_product_attention` where it applies, and
+`heads_first_attention` on heads-first tensors (Swin's many small windows, as
+batched matmuls). Both share one explicit path (`_explicit_attention`), which also
+returns the softmax weights and holds the one softmax dtype rule, additive biases
+and boolean masks. Each family's attention layer keeps only its projections and
+its bias or mask (ViT: none; Swin: relative position bias and shifted-window mask;
+DETR: key padding mask; TNT: none, with separate qk and v projections)."""
 
 import contextlib
 import threading
@@ -102,6 +104,37 @@ def _torch_attention(query, key, value, bias, scale):
     )
 
 
+def _explicit_attention(query, key, value, scale, bias=None, bias_groups=None, mask=None, dropout=None,
+                        training=None):
+    """softmax(scale * q k^T + bias, masked) v on (B, heads, N, head_dim): the explicit path of both entry points.
+
+    The softmax dtype rule, for every family and policy: q k^T, the bias, the mask and the
+    softmax are computed in float32 (float16 logits overflow, and bfloat16 loses the small
+    differences that a softmax amplifies); the weights are cast back to the compute dtype of
+    `query` for weights @ v. Keras' fused implementations on JAX and TensorFlow also take the
+    softmax in float32. `key` and `value` come in the compute dtype; `bias`, `bias_groups` and
+    `mask` as in the public functions; `dropout` (active, or None) goes on the weights.
+    Returns (x, the weights before dropout).
+    """
+    compute_dtype = query.dtype
+    q = ops.cast(query, "float32") * scale  # on q rather than on the larger logits
+    logits = ops.matmul(q, ops.swapaxes(ops.cast(key, "float32"), -1, -2))  # (B, heads, Nq, Nk)
+    if bias is not None:
+        bias = ops.cast(bias, "float32")
+        if bias_groups is not None:
+            # (images, G, heads, Nq, Nk) + (G, heads, Nq, Nk): one broadcast add, no per-row copy of the bias.
+            heads, num_queries, num_keys = query.shape[1], query.shape[2], key.shape[2]
+            logits = ops.reshape(logits, (-1, bias_groups, heads, num_queries, num_keys)) + bias
+            logits = ops.reshape(logits, (-1, heads, num_queries, num_keys))
+        else:
+            logits = logits + bias
+    if mask is not None:
+        logits = ops.where(mask, logits, _MASKED_LOGIT)
+    scores = ops.cast(ops.softmax(logits, axis=-1), compute_dtype)
+    weights = dropout(scores, training=training) if dropout is not None else scores
+    return ops.matmul(weights, value), scores
+
+
 def scaled_dot_product_attention(
     query, key, value, scale, bias=None, mask=None, dropout=None, training=None, return_scores=False
 ):
@@ -165,22 +198,14 @@ def scaled_dot_product_attention(
             x = ops.dot_product_attention(query, key, value, bias=bias, mask=mask, scale=scale)
         scores = None
     else:
-        # The softmax dtype rule, for every family and policy: q k^T, the bias, the mask and the
-        # softmax are computed in float32 (float16 logits overflow, and bfloat16 loses the small
-        # differences that a softmax amplifies); the weights are cast back to the compute dtype for
-        # weights @ v. Keras' fused implementations on JAX and TensorFlow also take the softmax in float32.
-        q = ops.transpose(ops.cast(query, "float32"), (0, 2, 1, 3))  # (B, heads, Nq, head_dim)
-        k = ops.transpose(ops.cast(key, "float32"), (0, 2, 3, 1))  # (B, heads, head_dim, Nk)
-        logits = ops.matmul(q, k) * scale
-        if bias is not None:
-            logits = logits + ops.cast(bias, "float32")
-        if mask is not None:
-            logits = ops.where(mask, logits, _MASKED_LOGIT)
-        scores = ops.cast(ops.softmax(logits, axis=-1), compute_dtype)
+        # Heads-first for the batched matmuls of the explicit core, and back.
+        x, scores = _explicit_attention(
+            *(ops.transpose(tensor, (0, 2, 1, 3)) for tensor in (query, key, value)), scale,
+            bias=bias, mask=mask, dropout=dropout if dropout_active else None, training=training,
+        )
+        x = ops.transpose(x, (0, 2, 1, 3))
         if has_key is not None:
             scores = scores * ops.cast(has_key, compute_dtype)
-        weights = dropout(scores, training=training) if dropout is not None else scores
-        x = ops.transpose(ops.matmul(weights, ops.transpose(value, (0, 2, 1, 3))), (0, 2, 1, 3))
     if has_key is not None:
         x = x * ops.cast(ops.transpose(has_key, (0, 2, 1, 3)), compute_dtype)
     if return_scores:
@@ -325,9 +350,9 @@ def heads_first_attention(
     Returns:
         (B, heads, Nq, head_dim) in the dtype of `query`; with `return_scores`, also the weights.
 
-    The dtype rule of `scaled_dot_product_attention` holds: logits, bias and softmax in float32,
-    the weights cast back to the compute dtype for weights @ v. On PyTorch (no dropout, no
-    scores) torch's fused kernel runs, on the heads-first views as they are.
+    The same explicit core and dtype rule as `scaled_dot_product_attention`: logits, bias and
+    softmax in float32, the weights cast back to the compute dtype for weights @ v. On PyTorch
+    (no dropout, no scores) torch's fused kernel runs, on the heads-first views as they are.
 
     Example:
     >>> import numpy as np
@@ -353,19 +378,8 @@ def heads_first_attention(
                 bias = bias.unsqueeze(0).expand(query.shape[0] // bias_groups, *bias.shape)
                 bias = bias.reshape(-1, heads, num_queries, num_keys)
         return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scale)
-    q = ops.cast(query, "float32") * scale  # on q rather than on the larger logits
-    logits = ops.matmul(q, ops.swapaxes(ops.cast(key, "float32"), -1, -2))  # (B, heads, Nq, Nk)
-    if bias is not None:
-        bias = ops.cast(bias, "float32")
-        if bias_groups is not None:
-            # (images, G, heads, Nq, Nk) + (G, heads, Nq, Nk): one broadcast add, no per-row copy of the bias.
-            logits = ops.reshape(logits, (-1, bias_groups, heads, num_queries, num_keys)) + bias
-            logits = ops.reshape(logits, (-1, heads, num_queries, num_keys))
-        else:
-            logits = logits + bias
-    scores = ops.cast(ops.softmax(logits, axis=-1), compute_dtype)
-    weights = dropout(scores, training=training) if dropout_active else scores
-    x = ops.matmul(weights, value)
+    x, scores = _explicit_attention(query, key, value, scale, bias=bias, bias_groups=bias_groups,
+                                    dropout=dropout if dropout_active else None, training=training)
     if return_scores:
         return x, scores
     return x
