@@ -457,6 +457,10 @@ class DETRModel(keras.Model):
         self.bbox_embed.build(queries)
         if getattr(self, "denoising_queries", None) is not None:
             self.denoising_queries.build()
+        # The weightless layers too: while any layer is unbuilt, Keras' JAX predict_on_batch runs the whole
+        # model eagerly before every compiled call, and train_on_batch rebuilds it symbolically.
+        self.mask_resize.build()
+        self.position_embedding.build(feature_shape[:-1])
         self.built = True
 
     # ------------------------------------------------------------------- call

@@ -117,6 +117,7 @@ class MaskedAutoencoder(keras.Model):
                                    mlp_dim=None if decoder_mlp_dim is None else int(decoder_mlp_dim))
         epsilon = encoder.get_layer("norm").epsilon
         self.masking = RandomPatchMasking(mask_ratio, seed=seed, name="masking")
+        self.masking.build((None, self.num_patches, embed.hidden_dim))  # no weights; an unbuilt layer slows JAX
         self.decoder = MAEDecoder(self.grid_size, self.patch_size, num_channels=self.num_channels,
                                   layer_norm_epsilon=epsilon, name="decoder", **self.decoder_config)
         self.decoder.build((None, 1 + self.masking.num_visible(self.num_patches), embed.hidden_dim), (None, None))
