@@ -57,7 +57,7 @@ class TransformerEncoderBlock(keras.layers.Layer):
     def build(self, input_shape):
         # The drop path too, although `dropped` may never call it (inference, rate 0): while any layer is
         # unbuilt, Keras' JAX predict_on_batch runs the whole model eagerly before every compiled call
-        # (ViT-B/16 batch 8: 7 s per call instead of 1.4), and train_on_batch rebuilds it symbolically.
+        # (ViT-B/16 batch 8: 7 s per call instead of 1.5), and train_on_batch rebuilds it symbolically.
         for layer in (self.norm1, self.attn, self.norm2, self.mlp, self.drop_path):
             layer.build(input_shape)
         self.built = True
