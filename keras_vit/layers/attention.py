@@ -65,6 +65,12 @@ def attention_record():
     return getattr(_RECORDING, "records", None)
 
 
+def _active_dropout(dropout, training):
+    """`dropout` where it changes the weights (training, rate > 0), else None: where None, both entry points
+    skip the layer call and may take a fused kernel."""
+    return dropout if training and dropout is not None and getattr(dropout, "rate", 0.0) > 0 else None
+
+
 def _fused_path_applies(query, mask, dropout_active, return_scores):
     """Whether `keras.ops.dot_product_attention` can run this call and give what the explicit path gives."""
     if return_scores or dropout_active:
@@ -188,8 +194,8 @@ def scaled_dot_product_attention(
         # Rows with no real key attend to every key here and are zeroed below: no NaN on any path.
         has_key = ops.any(mask, axis=-1, keepdims=True)
         mask = ops.logical_or(mask, ops.logical_not(has_key))
-    dropout_active = bool(training) and dropout is not None and getattr(dropout, "rate", 0.0) > 0
-    if _fused_path_applies(query, mask, dropout_active, return_scores):
+    dropout = _active_dropout(dropout, training)
+    if _fused_path_applies(query, mask, dropout is not None, return_scores):
         if bias is not None:
             bias = ops.cast(bias, compute_dtype)
         if mask is None and keras.backend.backend() == "torch":
@@ -201,7 +207,7 @@ def scaled_dot_product_attention(
         # Heads-first for the batched matmuls of the explicit core, and back.
         x, scores = _explicit_attention(
             *(ops.transpose(tensor, (0, 2, 1, 3)) for tensor in (query, key, value)), scale,
-            bias=bias, mask=mask, dropout=dropout if dropout_active else None, training=training,
+            bias=bias, mask=mask, dropout=dropout, training=training,
         )
         x = ops.transpose(x, (0, 2, 1, 3))
         if has_key is not None:
@@ -366,9 +372,8 @@ def heads_first_attention(
     compute_dtype = query.dtype
     key = ops.cast(key, compute_dtype)
     value = ops.cast(value, compute_dtype)
-    heads, num_queries, num_keys = query.shape[1], query.shape[2], key.shape[2]
-    dropout_active = bool(training) and dropout is not None and getattr(dropout, "rate", 0.0) > 0
-    if keras.backend.backend() == "torch" and not (dropout_active or return_scores):
+    dropout = _active_dropout(dropout, training)
+    if keras.backend.backend() == "torch" and dropout is None and not return_scores:
         import torch
 
         if bias is not None:
@@ -376,10 +381,10 @@ def heads_first_attention(
             if bias_groups is not None:
                 # torch's kernel takes one bias per row: the per-group bias repeated over the images.
                 bias = bias.unsqueeze(0).expand(query.shape[0] // bias_groups, *bias.shape)
-                bias = bias.reshape(-1, heads, num_queries, num_keys)
+                bias = bias.reshape(-1, query.shape[1], query.shape[2], key.shape[2])
         return torch.nn.functional.scaled_dot_product_attention(query, key, value, attn_mask=bias, scale=scale)
-    x, scores = _explicit_attention(query, key, value, scale, bias=bias, bias_groups=bias_groups,
-                                    dropout=dropout if dropout_active else None, training=training)
+    x, scores = _explicit_attention(query, key, value, scale, bias=bias, bias_groups=bias_groups, dropout=dropout,
+                                    training=training)
     if return_scores:
         return x, scores
     return x

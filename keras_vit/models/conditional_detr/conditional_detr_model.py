@@ -238,12 +238,12 @@ class ConditionalDETRModel(DETRModel):
         self.bbox_embed.build(queries)
         if self.denoising_queries is not None:
             self.denoising_queries.build()
-        # The weightless layers too: while any layer is unbuilt, Keras' JAX predict_on_batch runs the whole
-        # model eagerly before every compiled call, and train_on_batch rebuilds it symbolically.
-        self.mask_resize.build()
-        self.position_embedding.build(feature_shape[:-1])
-        self.query_sine_embedding.build((batch, self.num_queries, 2))
+        self._build_weightless_layers(feature_shape)
         self.built = True
+
+    def _build_weightless_layers(self, feature_shape):
+        super()._build_weightless_layers(feature_shape)
+        self.query_sine_embedding.build((None, self.num_queries, 2))
 
     # ------------------------------------------------------------------- call
     def call(self, inputs, training=None):

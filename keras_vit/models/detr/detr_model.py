@@ -457,11 +457,14 @@ class DETRModel(keras.Model):
         self.bbox_embed.build(queries)
         if getattr(self, "denoising_queries", None) is not None:
             self.denoising_queries.build()
-        # The weightless layers too: while any layer is unbuilt, Keras' JAX predict_on_batch runs the whole
-        # model eagerly before every compiled call, and train_on_batch rebuilds it symbolically.
+        self._build_weightless_layers(feature_shape)
+        self.built = True
+
+    def _build_weightless_layers(self, feature_shape):
+        # While any layer is unbuilt, Keras' JAX predict_on_batch runs the whole model eagerly before every
+        # compiled call, and train_on_batch rebuilds it symbolically: these have no weights, but build them.
         self.mask_resize.build()
         self.position_embedding.build(feature_shape[:-1])
-        self.built = True
 
     # ------------------------------------------------------------------- call
     def _flatten(self, x):
